@@ -1,0 +1,172 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.generate;
+
+import java.util.SplittableRandom;
+
+/**
+ * Picks the next token from logits: greedy, or temperature, then top-k, then top-p (the order of
+ * Hugging Face's logits warpers), then one draw from a seeded {@link SplittableRandom}, whose
+ * stream is the same on every JVM. One sampler per sequence; not thread-safe. Buffers are
+ * allocated once, so sampling does not allocate per token.
+ */
+public final class Sampler {
+
+    private final SamplingParams params;
+    private final SplittableRandom random;
+    private int[] candidates = new int[0];
+    private float[] probs = new float[0];
+
+    public Sampler(SamplingParams params) {
+        this.params = params;
+        this.random = new SplittableRandom(params.seed());
+    }
+
+    /** The next token after {@code logits[0, vocab)}; {@code logits} is not modified. */
+    public int sample(float[] logits, int vocab) {
+        if (params.isGreedy()) {
+            return argmax(logits, vocab);
+        }
+        if (candidates.length < vocab) {
+            candidates = new int[vocab];
+            probs = new float[vocab];
+        }
+        int n = params.topK() > 0 ? topK(logits, vocab, Math.min(params.topK(), vocab)) : sortAll(logits, vocab);
+        // candidates[0, n) are sorted by logit, highest first; softmax at the temperature
+        float inv = 1f / params.temperature();
+        float max = logits[candidates[0]];
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            float p = (float) Math.exp((logits[candidates[i]] - max) * inv);
+            probs[i] = p;
+            sum += p;
+        }
+        // top-p: smallest prefix whose mass reaches p
+        int keep = n;
+        if (params.topP() < 1f) {
+            double cumulative = 0;
+            for (int i = 0; i < n; i++) {
+                cumulative += probs[i] / sum;
+                if (cumulative >= params.topP()) {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            sum = 0;
+            for (int i = 0; i < keep; i++) {
+                sum += probs[i];
+            }
+        }
+        double r = random.nextDouble() * sum;
+        double acc = 0;
+        for (int i = 0; i < keep; i++) {
+            acc += probs[i];
+            if (r < acc) {
+                return candidates[i];
+            }
+        }
+        return candidates[keep - 1];
+    }
+
+    /**
+     * The {@code topK} ids with the largest logits, best first (ties to the lower id); needs a
+     * sampler made with {@code topK > 0}.
+     */
+    public int[] topCandidates(float[] logits, int vocab) {
+        if (params.topK() <= 0) {
+            throw new IllegalStateException("topCandidates needs top-k > 0");
+        }
+        if (candidates.length < vocab) {
+            candidates = new int[vocab];
+            probs = new float[vocab];
+        }
+        int n = topK(logits, vocab, Math.min(params.topK(), vocab));
+        return java.util.Arrays.copyOf(candidates, n);
+    }
+
+    /** Index of the largest logit; ties go to the lowest index. */
+    public static int argmax(float[] logits, int vocab) {
+        int best = 0;
+        float bestValue = logits[0];
+        for (int i = 1; i < vocab; i++) {
+            if (logits[i] > bestValue) {
+                bestValue = logits[i];
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    /** The k best ids into candidates[0, k), best first, via a min-heap of size k. */
+    private int topK(float[] logits, int vocab, int k) {
+        int size = 0;
+        for (int i = 0; i < vocab; i++) {
+            if (size < k) {
+                candidates[size] = i;
+                siftUp(logits, size++);
+            } else if (better(logits, i, candidates[0])) {
+                candidates[0] = i;
+                siftDown(logits, 0, size);
+            }
+        }
+        // heap sort in place: repeatedly move the worst to the end, giving best-first order
+        for (int end = size - 1; end > 0; end--) {
+            int tmp = candidates[0];
+            candidates[0] = candidates[end];
+            candidates[end] = tmp;
+            siftDown(logits, 0, end);
+        }
+        return size;
+    }
+
+    private int sortAll(float[] logits, int vocab) {
+        return topK(logits, vocab, vocab);
+    }
+
+    /** a ranks above b: larger logit, or equal logit and lower id. */
+    private static boolean better(float[] logits, int a, int b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    }
+
+    // min-heap on "better": the root is the worst kept candidate
+    private void siftUp(float[] logits, int i) {
+        while (i > 0) {
+            int parent = (i - 1) >>> 1;
+            if (better(logits, candidates[parent], candidates[i])) {
+                swap(parent, i);
+                i = parent;
+            } else {
+                return;
+            }
+        }
+    }
+
+    private void siftDown(float[] logits, int i, int size) {
+        while (true) {
+            int l = 2 * i + 1;
+            if (l >= size) {
+                return;
+            }
+            int worst = l;
+            int r = l + 1;
+            if (r < size && better(logits, candidates[l], candidates[r])) {
+                worst = r;
+            }
+            if (better(logits, candidates[i], candidates[worst])) {
+                swap(i, worst);
+                i = worst;
+            } else {
+                return;
+            }
+        }
+    }
+
+    private void swap(int a, int b) {
+        int t = candidates[a];
+        candidates[a] = candidates[b];
+        candidates[b] = t;
+    }
+}

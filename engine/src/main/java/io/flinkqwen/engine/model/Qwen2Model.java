@@ -1,0 +1,252 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.model;
+
+import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.kernels.Attention;
+import io.flinkqwen.kernels.KernelPool;
+import io.flinkqwen.kernels.MatMul;
+import io.flinkqwen.kernels.Quantize;
+import io.flinkqwen.kernels.RmsNorm;
+import io.flinkqwen.kernels.Rope;
+import io.flinkqwen.kernels.SwiGlu;
+import io.flinkqwen.kernels.VectorOps;
+
+/**
+ * The dense Qwen2 forward pass, in the paper's order: embed, then per layer {RMSNorm, Q/K/V with
+ * bias, NeoX RoPE, KV cache, grouped-query attention, output projection, residual, RMSNorm,
+ * SwiGLU FFN, residual}, then RMSNorm and the LM head.
+ *
+ * <p>Prefill and decode are the same code with a token count: {@code n} tokens of one sequence
+ * go through each matrix together, so every weight row is read once per chunk of up to {@link
+ * #maxChunkTokens()} tokens.
+ *
+ * <p>Not thread-safe: one caller at a time (the activations below are reused across calls so
+ * that the per-token path does not allocate). Matrix products use all threads of the pool.
+ */
+public final class Qwen2Model {
+
+    private final Qwen2Config config;
+    private final Qwen2Weights weights;
+    private final KernelPool pool;
+    private final int maxChunk;
+
+    // RoPE tables, (position, headDim / 2).
+    private final float[] ropeCos;
+    private final float[] ropeSin;
+
+    // Activations for up to maxChunk tokens, row-major (token, width).
+    private final float[] x; // residual stream (n, hidden)
+    private final float[] xb; // normed input (n, hidden)
+    private final float[] q; // (n, hidden)
+    private final float[] k; // (n, kvDim)
+    private final float[] v; // (n, kvDim)
+    private final float[] att; // attention output (n, hidden)
+    private final float[] proj; // o / down projection output (n, hidden)
+    private final float[] gate; // (n, intermediate)
+    private final float[] up; // (n, intermediate)
+    private final float[] logits; // (vocab), last token
+    private float[][] scores; // per worker (positions)
+
+    public Qwen2Model(Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
+        this.config = config;
+        this.weights = weights;
+        this.pool = pool;
+        this.maxChunk = Math.max(1, maxChunkTokens);
+        int h = config.hiddenSize();
+        int kv = config.kvDim();
+        int ffn = config.intermediateSize();
+        int half = config.headDim() / 2;
+        this.ropeCos = new float[config.maxPositionEmbeddings() * half];
+        this.ropeSin = new float[config.maxPositionEmbeddings() * half];
+        Rope.ropeTable(ropeCos, ropeSin, config.maxPositionEmbeddings(), config.headDim(), config.ropeTheta());
+        x = new float[maxChunk * h];
+        xb = new float[maxChunk * h];
+        q = new float[maxChunk * h];
+        k = new float[maxChunk * kv];
+        v = new float[maxChunk * kv];
+        att = new float[maxChunk * h];
+        proj = new float[maxChunk * h];
+        gate = new float[maxChunk * ffn];
+        up = new float[maxChunk * ffn];
+        logits = new float[config.vocabSize()];
+        scores = new float[pool.threads()][256];
+    }
+
+    public Qwen2Config config() {
+        return config;
+    }
+
+    public Qwen2Weights weights() {
+        return weights;
+    }
+
+    public int maxChunkTokens() {
+        return maxChunk;
+    }
+
+    /** A fresh KV cache for one sequence, growing as needed up to the context length. */
+    public KvCache newCache(int initialCapacity) {
+        return new KvCache(
+                config.numHiddenLayers(), config.kvDim(), initialCapacity, config.maxPositionEmbeddings());
+    }
+
+    /**
+     * Runs {@code tokens[off, off+len)} at the next positions of {@code cache} and returns the
+     * logits after the last of them.
+     *
+     * @return a buffer of {@code vocabSize} logits owned by this model, valid until the next call
+     * @throws ContextOverflowException if the tokens do not fit the context
+     * @throws IllegalArgumentException if a token id is outside the vocabulary
+     */
+    public float[] forward(KvCache cache, int[] tokens, int off, int len) {
+        if (len <= 0) {
+            throw new IllegalArgumentException("forward needs at least one token");
+        }
+        cache.reserve(len);
+        for (int start = 0; start < len; start += maxChunk) {
+            int n = Math.min(maxChunk, len - start);
+            chunk(cache, tokens, off + start, n);
+        }
+        return logits;
+    }
+
+    /**
+     * Teacher-forced scoring: the logits after every token of {@code tokens}, row by row.
+     * Allocates its result; for tests and the {@code score} command, not the serving path.
+     */
+    public float[][] forwardAllLogits(KvCache cache, int[] tokens) {
+        float[][] all = new float[tokens.length][];
+        cache.reserve(tokens.length);
+        for (int start = 0; start < tokens.length; start += maxChunk) {
+            int n = Math.min(maxChunk, tokens.length - start);
+            float[] chunkLogits = chunkAllLogits(cache, tokens, start, n);
+            for (int t = 0; t < n; t++) {
+                all[start + t] = java.util.Arrays.copyOfRange(chunkLogits, t * config.vocabSize(), (t + 1) * config.vocabSize());
+            }
+        }
+        return all;
+    }
+
+    private void chunk(KvCache cache, int[] tokens, int off, int n) {
+        layersOf(cache, tokens, off, n);
+        // final norm and LM head, last token only
+        int h = config.hiddenSize();
+        RmsNorm.rmsNorm(xb, 0, x, (n - 1) * h, weights.outputNorm, h, (float) config.rmsNormEps());
+        MatMul.matMul(pool, logits, weights.output, xb, 1);
+    }
+
+    private float[] chunkAllLogits(KvCache cache, int[] tokens, int off, int n) {
+        layersOf(cache, tokens, off, n);
+        int h = config.hiddenSize();
+        for (int t = 0; t < n; t++) {
+            RmsNorm.rmsNorm(xb, t * h, x, t * h, weights.outputNorm, h, (float) config.rmsNormEps());
+        }
+        float[] out = new float[n * config.vocabSize()];
+        MatMul.matMul(pool, out, weights.output, xb, n);
+        return out;
+    }
+
+    /** Embeds {@code n} tokens and runs every layer; the residual stream ends in {@link #x}. */
+    private void layersOf(KvCache cache, int[] tokens, int off, int n) {
+        int h = config.hiddenSize();
+        int pos0 = cache.length();
+        // embed
+        for (int t = 0; t < n; t++) {
+            int id = tokens[off + t];
+            if (id < 0 || id >= config.vocabSize()) {
+                throw new IllegalArgumentException(
+                        "token id " + id + " at index " + (off + t) + " is outside the vocabulary [0, "
+                                + config.vocabSize() + ")");
+            }
+            Quantize.dequantizeRow(x, t * h, weights.tokenEmbedding, id);
+        }
+        ensureScores(pos0 + n);
+        for (int l = 0; l < weights.layers.length; l++) {
+            Qwen2Weights.Layer layer = weights.layers[l];
+            attentionBlock(layer, cache, l, pos0, n);
+            ffnBlock(layer, n);
+        }
+        cache.advance(n);
+    }
+
+    private void attentionBlock(Qwen2Weights.Layer w, KvCache cache, int l, int pos0, int n) {
+        int h = config.hiddenSize();
+        int kvDim = config.kvDim();
+        int headDim = config.headDim();
+        float eps = (float) config.rmsNormEps();
+        // rmsnorm
+        for (int t = 0; t < n; t++) {
+            RmsNorm.rmsNorm(xb, t * h, x, t * h, w.attnNorm, h, eps);
+        }
+        // q, k, v projections, each with its bias (Qwen2 keeps biases on q/k/v only)
+        MatMul.matMul(pool, q, w.wq, xb, n);
+        MatMul.matMul(pool, k, w.wk, xb, n);
+        MatMul.matMul(pool, v, w.wv, xb, n);
+        for (int t = 0; t < n; t++) {
+            VectorOps.addInPlace(q, t * h, w.bq, 0, h);
+            VectorOps.addInPlace(k, t * kvDim, w.bk, 0, kvDim);
+            VectorOps.addInPlace(v, t * kvDim, w.bv, 0, kvDim);
+        }
+        // rope: NeoX half-split rotation (llama.cpp LLAMA_ROPE_TYPE_NEOX for qwen2)
+        int half = headDim / 2;
+        for (int t = 0; t < n; t++) {
+            int table = (pos0 + t) * half;
+            Rope.ropeNeox(q, t * h, config.numAttentionHeads(), headDim, ropeCos, ropeSin, table);
+            Rope.ropeNeox(k, t * kvDim, config.numKeyValueHeads(), headDim, ropeCos, ropeSin, table);
+        }
+        // cache: append this chunk's keys and values at positions pos0 ..
+        float[] keys = cache.keys(l);
+        float[] values = cache.values(l);
+        System.arraycopy(k, 0, keys, pos0 * kvDim, n * kvDim);
+        System.arraycopy(v, 0, values, pos0 * kvDim, n * kvDim);
+        // attention: token t (position pos0 + t) sees positions 0 .. pos0 + t (causal);
+        // query head hd reads KV head hd / kvGroups (grouped-query attention)
+        int heads = config.numAttentionHeads();
+        int groups = config.kvGroups();
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        pool.parallelFor(
+                n * heads,
+                (start, end, worker) -> {
+                    float[] sc = scores[worker];
+                    for (int i = start; i < end; i++) {
+                        int t = i / heads;
+                        int hd = i % heads;
+                        Attention.attention(
+                                att, t * h + hd * headDim, q, t * h + hd * headDim, keys, values, 0,
+                                kvDim, (hd / groups) * headDim, headDim, pos0 + t + 1, scale, sc);
+                    }
+                });
+        // output projection, residual
+        MatMul.matMul(pool, proj, w.wo, att, n);
+        VectorOps.addInPlace(x, 0, proj, 0, n * h);
+    }
+
+    private void ffnBlock(Qwen2Weights.Layer w, int n) {
+        int h = config.hiddenSize();
+        int ffn = config.intermediateSize();
+        // rmsnorm
+        for (int t = 0; t < n; t++) {
+            RmsNorm.rmsNorm(xb, t * h, x, t * h, w.ffnNorm, h, (float) config.rmsNormEps());
+        }
+        // SwiGLU: down(silu(gate(x)) * up(x))
+        MatMul.matMul(pool, gate, w.wGate, xb, n);
+        MatMul.matMul(pool, up, w.wUp, xb, n);
+        SwiGlu.swiGlu(gate, 0, gate, 0, up, 0, n * ffn);
+        MatMul.matMul(pool, proj, w.wDown, gate, n);
+        // residual
+        VectorOps.addInPlace(x, 0, proj, 0, n * h);
+    }
+
+    private void ensureScores(int positions) {
+        if (scores[0].length < positions) {
+            int size = Math.max(positions, 2 * scores[0].length);
+            for (int i = 0; i < scores.length; i++) {
+                scores[i] = new float[size];
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.testmodel;
+
+import static io.flinkqwen.engine.model.TensorNaming.Field.*;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.gguf.GgufWriter;
+import io.flinkqwen.engine.model.TensorNaming;
+import io.flinkqwen.engine.model.TensorNaming.Field;
+import io.flinkqwen.engine.safetensors.SafetensorsWriter;
+import io.flinkqwen.kernels.DType;
+import io.flinkqwen.kernels.Float16;
+import io.flinkqwen.kernels.Quantize;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.function.Supplier;
+
+/**
+ * Writes random-weight Qwen2 models from a seed, the same numbers as a Hugging Face folder
+ * ({@code config.json}, {@code model.safetensors} or shards, {@code tokenizer.json}) and as a
+ * GGUF file with llama.cpp's {@code qwen2} metadata and tensor names, so that our engine and
+ * llama.cpp can be run on identical weights.
+ *
+ * <p>Each tensor's values come from its own random stream, seeded by the model seed and the
+ * tensor's role, so both formats (and every dtype) hold the same model. Scales are chosen so
+ * the model is not degenerate: every residual branch contributes at unit scale, so the output
+ * depends on the context and is not dominated by the input token's own embedding (a random
+ * tied-embedding model otherwise repeats one token), and logits spread widely enough that
+ * greedy decoding has clear winners.
+ */
+public final class TestModelGenerator {
+
+    /** Model file formats the generator writes. */
+    public enum Format {
+        GGUF,
+        HF
+    }
+
+    /** A tiny dense shape for tests: GQA (4 query heads over 2 KV heads), 3 layers. */
+    public static Qwen2Config tinyConfig() {
+        return new Qwen2Config(512, 128, 256, 3, 4, 2, 1024, 1_000_000.0, 1e-6, true, -1, -1);
+    }
+
+    private final Qwen2Config config;
+    private final long seed;
+    private final SyntheticVocabulary vocabulary;
+
+    /**
+     * @param config the shape; its bos/eos ids are replaced by the synthetic vocabulary's
+     *     {@code <|endoftext|>} and {@code <|im_end|>}
+     */
+    public TestModelGenerator(Qwen2Config config, long seed) {
+        this.seed = seed;
+        this.vocabulary = SyntheticVocabulary.create(config.vocabSize(), Math.min(253, config.vocabSize() - 259));
+        this.config =
+                new Qwen2Config(
+                        config.vocabSize(), config.hiddenSize(), config.intermediateSize(),
+                        config.numHiddenLayers(), config.numAttentionHeads(), config.numKeyValueHeads(),
+                        config.maxPositionEmbeddings(), config.ropeTheta(), config.rmsNormEps(),
+                        config.tieWordEmbeddings(), vocabulary.id(SyntheticVocabulary.ENDOFTEXT),
+                        vocabulary.id(SyntheticVocabulary.IM_END));
+    }
+
+    /** The preset by name: {@code tiny}, or a Qwen2 size ({@code 0.5b}, ...). */
+    public static Qwen2Config preset(String name) {
+        if (name.equalsIgnoreCase("tiny")) {
+            return tinyConfig();
+        }
+        return Qwen2Config.preset(name);
+    }
+
+    public Qwen2Config config() {
+        return config;
+    }
+
+    public SyntheticVocabulary vocabulary() {
+        return vocabulary;
+    }
+
+    /**
+     * Writes the model; {@code out} is the {@code .gguf} file for GGUF, the folder for HF.
+     *
+     * @param maxShardBytes for HF: split into shards of at most this many bytes (0: one file)
+     */
+    public void write(Format format, DType dtype, Path out, long maxShardBytes) throws IOException {
+        switch (format) {
+            case GGUF:
+                writeGguf(dtype, out);
+                break;
+            case HF:
+                writeHf(dtype, out, maxShardBytes);
+                break;
+            default:
+                throw new AssertionError(format);
+        }
+    }
+
+    // ---- the weights ----------------------------------------------------------------------
+
+    /** The values of one tensor (row-major), regenerated on demand from the seed. */
+    float[] values(Field field, int layer, int rows, int cols, DType dtype) {
+        long stream = seed * 0x9E3779B97F4A7C15L + field.ordinal() * 1_000_003L + layer;
+        SplittableRandom random = new SplittableRandom(stream);
+        int n = rows * cols;
+        float[] v = new float[n];
+        double scale;
+        double offset = 0;
+        switch (field) {
+            case ATTN_NORM:
+            case FFN_NORM:
+            case OUTPUT_NORM:
+                offset = 1.0; // RMSNorm gains near one
+                scale = 0.2;
+                break;
+            case Q_BIAS:
+            case K_BIAS:
+            case V_BIAS:
+                scale = 0.2;
+                break;
+            case EMBED:
+            case OUTPUT:
+                // logits = normed hidden . row: spread ~4 whatever the width
+                scale = 4.0 / Math.sqrt(config.hiddenSize());
+                break;
+            default:
+                // unit-scale outputs from unit-scale inputs
+                scale = 1.0 / Math.sqrt(cols);
+                break;
+        }
+        double half = Math.sqrt(3.0) * scale; // uniform(-a, a) has std a / sqrt(3)
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) (offset + (2 * random.nextDouble() - 1) * half);
+        }
+        if (rows == 1 && dtype != DType.F32) {
+            // 1-D tensors stay F32 in GGUF but take the model dtype in safetensors: round them
+            // to that dtype here so that both files hold the same numbers.
+            for (int i = 0; i < n; i++) {
+                v[i] = dtype == DType.BF16 ? Float16.bf16ToFloat(Float16.bf16FromFloat(v[i])) : Float16.toFloat(Float16.fromFloat(v[i]));
+            }
+        }
+        return v;
+    }
+
+    private static Supplier<ByteBuffer> encoded(Supplier<float[]> values, DType dtype, int rows, int cols) {
+        return () -> {
+            float[] v = values.get();
+            long rowBytes = dtype.rowBytes(cols);
+            byte[] bytes = new byte[Math.toIntExact(rowBytes * rows)];
+            for (int r = 0; r < rows; r++) {
+                Quantize.quantizeRow(dtype, v, r * cols, cols, bytes, (int) (r * rowBytes));
+            }
+            return ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+        };
+    }
+
+    /** One tensor to write: its role, layer, row-major shape and dtype. */
+    private interface TensorSink {
+        void add(String name, DType dtype, long[] shape, Supplier<ByteBuffer> data);
+    }
+
+    private void forEachTensor(TensorNaming naming, DType matrixType, DType vectorType, TensorSink sink) {
+        int h = config.hiddenSize();
+        int kv = config.kvDim();
+        int ffn = config.intermediateSize();
+        matrix(sink, naming, EMBED, 0, config.vocabSize(), h, matrixType);
+        for (int l = 0; l < config.numHiddenLayers(); l++) {
+            vector(sink, naming, ATTN_NORM, l, h, vectorType, matrixType);
+            matrix(sink, naming, Q, l, h, h, matrixType);
+            vector(sink, naming, Q_BIAS, l, h, vectorType, matrixType);
+            matrix(sink, naming, K, l, kv, h, matrixType);
+            vector(sink, naming, K_BIAS, l, kv, vectorType, matrixType);
+            matrix(sink, naming, V, l, kv, h, matrixType);
+            vector(sink, naming, V_BIAS, l, kv, vectorType, matrixType);
+            matrix(sink, naming, O, l, h, h, matrixType);
+            vector(sink, naming, FFN_NORM, l, h, vectorType, matrixType);
+            matrix(sink, naming, GATE, l, ffn, h, matrixType);
+            matrix(sink, naming, UP, l, ffn, h, matrixType);
+            matrix(sink, naming, DOWN, l, h, ffn, matrixType);
+        }
+        vector(sink, naming, OUTPUT_NORM, 0, h, vectorType, matrixType);
+        if (!config.tieWordEmbeddings()) {
+            matrix(sink, naming, OUTPUT, 0, config.vocabSize(), h, matrixType);
+        }
+    }
+
+    private void matrix(TensorSink sink, TensorNaming naming, Field f, int layer, int rows, int cols, DType dtype) {
+        sink.add(
+                naming.tensorName(f, layer),
+                dtype,
+                new long[] {rows, cols},
+                encoded(() -> values(f, layer, rows, cols, dtype), dtype, rows, cols));
+    }
+
+    private void vector(TensorSink sink, TensorNaming naming, Field f, int layer, int n, DType stored, DType modelType) {
+        sink.add(
+                naming.tensorName(f, layer),
+                stored,
+                new long[] {n},
+                encoded(() -> values(f, layer, 1, n, modelType), stored, 1, n));
+    }
+
+    // ---- GGUF -----------------------------------------------------------------------------
+
+    private void writeGguf(DType dtype, Path file) throws IOException {
+        GgufWriter w = new GgufWriter();
+        w.put("general.architecture", "qwen2");
+        w.put("general.name", "flink-qwen random-weights seed " + seed);
+        w.putUint32("general.file_type", fileType(dtype));
+        w.putUint32("qwen2.context_length", config.maxPositionEmbeddings());
+        w.putUint32("qwen2.embedding_length", config.hiddenSize());
+        w.putUint32("qwen2.block_count", config.numHiddenLayers());
+        w.putUint32("qwen2.feed_forward_length", config.intermediateSize());
+        w.putUint32("qwen2.attention.head_count", config.numAttentionHeads());
+        w.putUint32("qwen2.attention.head_count_kv", config.numKeyValueHeads());
+        w.putFloat32("qwen2.rope.freq_base", (float) config.ropeTheta());
+        w.putFloat32("qwen2.attention.layer_norm_rms_epsilon", (float) config.rmsNormEps());
+        w.put("tokenizer.ggml.model", "gpt2");
+        w.put("tokenizer.ggml.pre", "qwen2");
+        w.putStringArray("tokenizer.ggml.tokens", vocabulary.tokens());
+        w.putInt32Array("tokenizer.ggml.token_type", vocabulary.tokenTypes());
+        w.putStringArray("tokenizer.ggml.merges", vocabulary.merges());
+        int endOfText = vocabulary.id(SyntheticVocabulary.ENDOFTEXT);
+        w.putUint32("tokenizer.ggml.eos_token_id", config.eosTokenId());
+        w.putUint32("tokenizer.ggml.padding_token_id", endOfText);
+        w.putUint32("tokenizer.ggml.bos_token_id", config.bosTokenId());
+        w.putBool("tokenizer.ggml.add_bos_token", false);
+        // llama.cpp keeps norms and biases in F32 whatever the matrices are
+        forEachTensor(TensorNaming.GGUF, dtype, DType.F32, w::addTensor);
+        Path parent = file.toAbsolutePath().getParent();
+        if (parent != null) {
+            Files.createDirectories(parent);
+        }
+        w.write(file);
+    }
+
+    /** GGUF {@code general.file_type} (llama_ftype) of a model whose matrices are {@code dtype}. */
+    private static int fileType(DType dtype) {
+        switch (dtype) {
+            case F32:
+                return 0;
+            case F16:
+                return 1;
+            case Q4_0:
+                return 2;
+            case Q8_0:
+                return 7;
+            case BF16:
+                return 32;
+            default:
+                throw new AssertionError(dtype);
+        }
+    }
+
+    // ---- Hugging Face ---------------------------------------------------------------------
+
+    private void writeHf(DType dtype, Path dir, long maxShardBytes) throws IOException {
+        if (dtype.isQuantized()) {
+            throw new IllegalArgumentException(
+                    "safetensors holds F32, F16 or BF16 weights; " + dtype + " is a GGUF format (use --format gguf)");
+        }
+        Files.createDirectories(dir);
+        ObjectMapper json = new ObjectMapper();
+        String configJson =
+                config.toConfigJson()
+                        .replace("\"float32\"", "\"" + torchDtype(dtype) + "\"");
+        Files.write(dir.resolve("config.json"), configJson.getBytes(StandardCharsets.UTF_8));
+        Files.write(
+                dir.resolve("tokenizer.json"),
+                json.writerWithDefaultPrettyPrinter().writeValueAsBytes(vocabulary.tokenizerJson()));
+        Files.write(
+                dir.resolve("tokenizer_config.json"),
+                json.writerWithDefaultPrettyPrinter()
+                        .writeValueAsBytes(
+                                java.util.Map.of(
+                                        "eos_token", SyntheticVocabulary.IM_END,
+                                        "pad_token", SyntheticVocabulary.ENDOFTEXT,
+                                        "model_max_length", config.maxPositionEmbeddings())));
+        SafetensorsWriter w = new SafetensorsWriter();
+        w.metadata("format", "pt");
+        forEachTensor(TensorNaming.HF, dtype, dtype, w::add);
+        if (maxShardBytes > 0) {
+            w.writeSharded(dir, maxShardBytes);
+        } else {
+            w.write(dir.resolve("model.safetensors"));
+        }
+    }
+
+    private static String torchDtype(DType dtype) {
+        switch (dtype) {
+            case F32:
+                return "float32";
+            case F16:
+                return "float16";
+            case BF16:
+                return "bfloat16";
+            default:
+                throw new AssertionError(dtype);
+        }
+    }
+
+    /** Parses a dtype name as the command line spells it ({@code f32}, {@code q8_0}, ...). */
+    public static DType parseDType(String name) {
+        try {
+            return DType.valueOf(name.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(
+                    "unknown dtype '" + name + "' (known: f32, f16, bf16, q8_0, q4_0)");
+        }
+    }
+
+}

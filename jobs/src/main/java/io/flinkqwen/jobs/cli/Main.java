@@ -1,0 +1,99 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.jobs.cli;
+
+import java.io.PrintStream;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * The {@code flink-qwen} command line. Exit codes: 0 success, 1 the work failed (the message
+ * says what and where), 2 a wrong command line.
+ */
+public final class Main {
+
+    static final String USAGE =
+            String.join(
+                    "\n",
+                    "usage: flink-qwen <command> [options]",
+                    "",
+                    "commands:",
+                    "  generate         generate text from a prompt",
+                    "  score            teacher-forced top-K logits at every position",
+                    "  make-test-model  write a random-weight Qwen2 model (GGUF or Hugging Face)",
+                    "",
+                    "'flink-qwen <command> --help' lists a command's options.");
+
+    private Main() {}
+
+    public static void main(String[] args) {
+        System.exit(run(args, System.out, System.err));
+    }
+
+    /** Runs a command; returns the exit code. */
+    public static int run(String[] args, PrintStream out, PrintStream err) {
+        if (args.length == 0 || args[0].equals("--help") || args[0].equals("-h") || args[0].equals("help")) {
+            (args.length == 0 ? err : out).println(USAGE);
+            return args.length == 0 ? 2 : 0;
+        }
+        String command = args[0];
+        List<String> rest = Arrays.asList(args).subList(1, args.length);
+        Command c;
+        switch (command) {
+            case "generate":
+                c = new GenerateCommand();
+                break;
+            case "score":
+                c = new ScoreCommand();
+                break;
+            case "make-test-model":
+                c = new MakeTestModelCommand();
+                break;
+            default:
+                err.println("error: unknown command '" + command + "'\n\n" + USAGE);
+                return 2;
+        }
+        if (rest.contains("--help") || rest.contains("-h")) {
+            out.println(c.usage());
+            return 0;
+        }
+        try {
+            c.run(rest, out, err);
+            out.flush();
+            return 0;
+        } catch (Args.UsageException e) {
+            err.println("error: " + e.getMessage());
+            err.println(c.usage());
+            return 2;
+        } catch (OutOfMemoryError e) {
+            err.println("error: out of memory (" + e.getMessage() + "); give the JVM more heap with FLINK_QWEN_JAVA_OPTS=-Xmx...");
+            return 1;
+        } catch (Exception e) {
+            err.println("error: " + describe(e));
+            if (System.getenv("FLINK_QWEN_DEBUG") != null) {
+                e.printStackTrace(err);
+            }
+            return 1;
+        }
+    }
+
+    /** One line: the message, with the cause's when it adds something. */
+    static String describe(Throwable e) {
+        String msg = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+        Throwable cause = e.getCause();
+        if (cause != null && cause.getMessage() != null && !msg.contains(cause.getMessage())) {
+            msg += ": " + cause.getMessage();
+        }
+        return msg;
+    }
+
+    /** One subcommand. */
+    interface Command {
+        String usage();
+
+        void run(List<String> args, PrintStream out, PrintStream err) throws Exception;
+    }
+}

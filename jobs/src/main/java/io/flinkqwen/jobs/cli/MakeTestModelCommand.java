@@ -1,0 +1,85 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.jobs.cli;
+
+import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.testmodel.TestModelGenerator;
+import io.flinkqwen.kernels.DType;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+
+/** {@code make-test-model}: a random-weight Qwen2 model from a seed. */
+final class MakeTestModelCommand implements Main.Command {
+
+    @Override
+    public String usage() {
+        return String.join(
+                "\n",
+                "usage: flink-qwen make-test-model --arch qwen2 --preset tiny|0.5b|1.5b|7b|72b",
+                "         --dtype f32|f16|bf16|q8_0|q4_0 --format gguf|hf --seed N --out PATH",
+                "         [--shard-size BYTES]",
+                "",
+                "Writes random weights (the same numbers in either format) with a synthetic",
+                "byte-level BPE vocabulary. --out is the .gguf file, or the folder for --format hf.",
+                "--shard-size splits the safetensors into shards with model.safetensors.index.json.");
+    }
+
+    @Override
+    public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
+        Args a =
+                Args.parse(
+                        "make-test-model",
+                        argv,
+                        Set.of("arch", "preset", "dtype", "format", "seed", "out", "shard-size"),
+                        Set.of());
+        String arch = a.string("arch", "qwen2");
+        if (!arch.equals("qwen2")) {
+            throw new Args.UsageException("make-test-model: --arch " + arch + " is not supported yet (supported: qwen2)");
+        }
+        Qwen2Config preset;
+        try {
+            preset = TestModelGenerator.preset(a.string("preset", "tiny"));
+        } catch (IllegalArgumentException e) {
+            throw new Args.UsageException("make-test-model: " + e.getMessage());
+        }
+        DType dtype;
+        try {
+            dtype = TestModelGenerator.parseDType(a.string("dtype", "f32"));
+        } catch (IllegalArgumentException e) {
+            throw new Args.UsageException("make-test-model: " + e.getMessage());
+        }
+        TestModelGenerator.Format format;
+        String f = a.string("format", "gguf").toUpperCase(Locale.ROOT);
+        try {
+            format = TestModelGenerator.Format.valueOf(f);
+        } catch (IllegalArgumentException e) {
+            throw new Args.UsageException("make-test-model: --format must be gguf or hf, got '" + a.string("format") + "'");
+        }
+        long seed = a.longValue("seed", 42);
+        Path outPath = Paths.get(a.string("out"));
+        long shard = a.longValue("shard-size", 0);
+        if (shard > 0 && format != TestModelGenerator.Format.HF) {
+            throw new Args.UsageException("make-test-model: --shard-size applies to --format hf only");
+        }
+        TestModelGenerator gen = new TestModelGenerator(preset, seed);
+        err.printf(
+                Locale.ROOT,
+                "writing a random-weight qwen2 model: %.3fB parameters, %s, %s, seed %d -> %s%n",
+                gen.config().parameterCount() / 1e9, dtype, format.name().toLowerCase(Locale.ROOT), seed, outPath);
+        long t0 = System.nanoTime();
+        gen.write(format, dtype, outPath, shard);
+        long bytes =
+                Files.isDirectory(outPath)
+                        ? Files.walk(outPath).filter(Files::isRegularFile).mapToLong(p -> p.toFile().length()).sum()
+                        : Files.size(outPath);
+        err.printf(Locale.ROOT, "wrote %.1f MB in %.1f s%n", bytes / 1e6, (System.nanoTime() - t0) / 1e9);
+    }
+}

@@ -1,0 +1,85 @@
+// Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+// except in compliance with the License. You may obtain a copy of the License at
+// http://www.apache.org/licenses/LICENSE-2.0
+//
+// The independent reference for flink-qwen's numerics: llama.cpp (through node-llama-cpp's
+// prebuilt CPU binaries) evaluates a GGUF file and prints, as one JSON object on stdout,
+//   greedy:  the ids llama.cpp generates greedily after the prompt,
+//   logits:  the raw logits (every vocabulary entry, by token id) at every position of
+//            prompt + greedy, teacher-forced,
+//   provenance: what produced them.
+// Flash attention is off and the KV cache is F32, so that llama.cpp's own rounding stays
+// below 1e-5 on F32 models.
+//
+// usage: node llama-oracle.mjs MODEL.gguf STEPS THREADS ID,ID,... [--no-logits]
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+
+const [modelPath, stepsArg, threadsArg, idsArg, ...flags] = process.argv.slice(2);
+if (!modelPath || !idsArg) {
+    console.error("usage: node llama-oracle.mjs MODEL.gguf STEPS THREADS ID,ID,... [--no-logits]");
+    process.exit(2);
+}
+const steps = Number(stepsArg);
+const threads = Number(threadsArg);
+const prompt = idsArg.split(",").map(Number);
+const wantLogits = !flags.includes("--no-logits");
+
+const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+const model = await llama.loadModel({ modelPath, gpuLayers: 0, useMmap: true });
+const contextOptions = {
+    contextSize: Math.max(64, prompt.length + steps + 8),
+    batchSize: 512,
+    threads,
+    flashAttention: false,
+    experimentalKvCacheKeyType: "F32",
+    experimentalKvCacheValueType: "F32",
+    sequences: 1,
+};
+
+async function greedy() {
+    const context = await model.createContext(contextOptions);
+    const sequence = context.getSequence();
+    const out = [];
+    if (steps > 0) {
+        for await (const token of sequence.evaluate(prompt, { temperature: 0 })) {
+            out.push(token);
+            if (out.length >= steps) break;
+        }
+    }
+    await context.dispose();
+    return out;
+}
+
+async function teacherForcedLogits(ids) {
+    const context = await model.createContext(contextOptions);
+    const sequence = context.getSequence();
+    const items = ids.map((id) => [id, { generateNext: { logits: true } }]);
+    const results = await sequence.controlledEvaluate(items);
+    const nVocab = model.tokens.size ?? model.fileInsights.tensorInfo?.length;
+    const rows = results.map((r) => {
+        const row = new Array(model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length ?? r.next.logits.size).fill(0);
+        for (const [id, logit] of r.next.logits) row[id] = logit;
+        return row;
+    });
+    await context.dispose();
+    return rows;
+}
+
+const greedyIds = await greedy();
+const logits = wantLogits ? await teacherForcedLogits(prompt.concat(greedyIds)) : [];
+const out = {
+    provenance: {
+        engine: "llama.cpp via node-llama-cpp",
+        nodeLlamaCpp: (await import("node-llama-cpp/package.json", { with: { type: "json" } })).default.version,
+        llamaCppRelease: llama.llamaCppRelease?.release ?? null,
+        flashAttention: false,
+        kvCache: "F32",
+        threads,
+    },
+    prompt,
+    greedy: greedyIds,
+    logits,
+};
+process.stdout.write(JSON.stringify(out));
+await model.dispose();
+await llama.dispose();
