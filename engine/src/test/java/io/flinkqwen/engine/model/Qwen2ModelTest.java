@@ -1,0 +1,117 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.flinkqwen.engine.LoadedModel;
+import io.flinkqwen.engine.generate.Generator;
+import io.flinkqwen.engine.generate.SamplingParams;
+import io.flinkqwen.engine.testmodel.TestModelGenerator;
+import io.flinkqwen.kernels.DType;
+import io.flinkqwen.kernels.KernelPool;
+import java.nio.file.Path;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Our forward pass against itself (prefill chunking = decode) and against a float64 reference. */
+class Qwen2ModelTest {
+
+    @TempDir static Path dir;
+    static LoadedModel model;
+    static KernelPool pool;
+    static final int[] IDS = {84, 104, 101, 32, 108, 111, 103, 300, 257, 19, 33, 260, 7, 90, 91, 92, 93, 94, 95};
+
+    @BeforeAll
+    static void load() throws Exception {
+        Path gguf = dir.resolve("tiny.gguf");
+        new TestModelGenerator(TestModelGenerator.tinyConfig(), 3).write(TestModelGenerator.Format.GGUF, DType.F32, gguf, 0);
+        model = LoadedModel.open(gguf);
+        pool = new KernelPool(2);
+    }
+
+    @AfterAll
+    static void close() {
+        model.close();
+        pool.close();
+    }
+
+    @Test
+    void matchesAFloat64ReferenceAtEveryPosition() {
+        double[][] ref = new ReferenceQwen2(model.config(), model.weights()).logits(IDS);
+        Qwen2Model f = model.newForward(pool, 5);
+        float[][] ours = f.forwardAllLogits(f.newCache(4), IDS);
+        double max = 0;
+        for (int p = 0; p < IDS.length; p++) {
+            for (int v = 0; v < ref[p].length; v++) {
+                max = Math.max(max, Math.abs(ours[p][v] - ref[p][v]));
+            }
+        }
+        assertTrue(max < 1e-4, "max |ours - float64 reference| = " + max);
+    }
+
+    @Test
+    void prefillInChunksEqualsTokenByTokenDecode() {
+        Qwen2Model whole = model.newForward(pool, 64);
+        float[] a = whole.forward(whole.newCache(64), IDS, 0, IDS.length).clone();
+        Qwen2Model chunked = model.newForward(pool, 3);
+        float[] b = chunked.forward(chunked.newCache(2), IDS, 0, IDS.length).clone();
+        Qwen2Model oneByOne = model.newForward(pool, 1);
+        KvCache cache = oneByOne.newCache(1);
+        float[] c = null;
+        for (int i = 0; i < IDS.length; i++) {
+            c = oneByOne.forward(cache, IDS, i, 1);
+        }
+        assertEquals(IDS.length, cache.length());
+        assertArrayEquals(a, b, 1e-5f);
+        assertArrayEquals(a, c, 1e-5f);
+    }
+
+    @Test
+    void greedyGenerationIsDeterministicAndNotDegenerate() {
+        Qwen2Model f = model.newForward(pool, 8);
+        int[] first = new Generator(f).generate(IDS, SamplingParams.greedy(32), null).ids();
+        int[] again = new Generator(f).generate(IDS, SamplingParams.greedy(32), null).ids();
+        assertArrayEquals(first, again);
+        long distinct = java.util.Arrays.stream(first).distinct().count();
+        assertTrue(distinct >= 4, "a random model that repeats itself tests little: " + java.util.Arrays.toString(first));
+    }
+
+    @Test
+    void generationStopsAtAStopTokenAndExcludesIt() {
+        Qwen2Model f = model.newForward(pool, 8);
+        int[] free = new Generator(f).generate(IDS, SamplingParams.greedy(8), null).ids();
+        Generator.Result r = new Generator(f).generate(IDS, SamplingParams.greedy(8, free[3]), null);
+        assertEquals(Generator.StopReason.STOP_TOKEN, r.stopReason());
+        assertArrayEquals(java.util.Arrays.copyOf(free, 3), r.ids());
+    }
+
+    @Test
+    void promptLongerThanTheContextIsRejectedWithTheNumbers() {
+        Qwen2Model f = model.newForward(pool, 8);
+        int[] tooLong = new int[model.config().maxPositionEmbeddings() + 1];
+        ContextOverflowException e =
+                assertThrows(ContextOverflowException.class, () -> new Generator(f).generate(tooLong, SamplingParams.greedy(1), null));
+        assertTrue(e.getMessage().contains("1025") && e.getMessage().contains("1024"), e.getMessage());
+        KvCache cache = f.newCache(4);
+        f.forward(cache, new int[1000], 0, 1000);
+        e = assertThrows(ContextOverflowException.class, () -> f.forward(cache, new int[30], 0, 30));
+        assertTrue(e.getMessage().contains("1000 tokens in context + 30 new"), e.getMessage());
+    }
+
+    @Test
+    void tokenIdOutsideTheVocabularyIsRejected() {
+        Qwen2Model f = model.newForward(pool, 8);
+        IllegalArgumentException e =
+                assertThrows(IllegalArgumentException.class, () -> f.forward(f.newCache(4), new int[] {1, 512}, 0, 2));
+        assertTrue(e.getMessage().contains("token id 512 at index 1"), e.getMessage());
+    }
+}

@@ -1,0 +1,158 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.model;
+
+import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.kernels.Quantize;
+import io.flinkqwen.kernels.WeightMatrix;
+
+/**
+ * A second, deliberately plain Qwen2 forward pass in float64, written from the HF modeling code's
+ * definitions (not from {@link Qwen2Model}): whole-sequence, no cache, no kernels except weight
+ * decoding. Slow; for tiny test models only.
+ */
+final class ReferenceQwen2 {
+
+    private final Qwen2Config c;
+    private final Qwen2Weights w;
+
+    ReferenceQwen2(Qwen2Config c, Qwen2Weights w) {
+        this.c = c;
+        this.w = w;
+    }
+
+    /** Logits (position, vocab) for every prefix of {@code ids}. */
+    double[][] logits(int[] ids) {
+        int n = ids.length;
+        int h = c.hiddenSize();
+        double[][] x = new double[n][];
+        for (int t = 0; t < n; t++) {
+            x[t] = row(w.tokenEmbedding, ids[t]);
+        }
+        for (Qwen2Weights.Layer l : w.layers) {
+            double[][] normed = new double[n][];
+            for (int t = 0; t < n; t++) {
+                normed[t] = rmsNorm(x[t], l.attnNorm);
+            }
+            double[][] q = new double[n][];
+            double[][] k = new double[n][];
+            double[][] v = new double[n][];
+            for (int t = 0; t < n; t++) {
+                q[t] = rope(add(matVec(l.wq, normed[t]), l.bq), t, c.numAttentionHeads());
+                k[t] = rope(add(matVec(l.wk, normed[t]), l.bk), t, c.numKeyValueHeads());
+                v[t] = add(matVec(l.wv, normed[t]), l.bv);
+            }
+            int hd = c.headDim();
+            for (int t = 0; t < n; t++) {
+                double[] out = new double[h];
+                for (int head = 0; head < c.numAttentionHeads(); head++) {
+                    int kvHead = head / c.kvGroups();
+                    double[] s = new double[t + 1];
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int j = 0; j <= t; j++) {
+                        double dot = 0;
+                        for (int i = 0; i < hd; i++) {
+                            dot += q[t][head * hd + i] * k[j][kvHead * hd + i];
+                        }
+                        s[j] = dot / Math.sqrt(hd);
+                        max = Math.max(max, s[j]);
+                    }
+                    double sum = 0;
+                    for (int j = 0; j <= t; j++) {
+                        s[j] = Math.exp(s[j] - max);
+                        sum += s[j];
+                    }
+                    for (int j = 0; j <= t; j++) {
+                        for (int i = 0; i < hd; i++) {
+                            out[head * hd + i] += s[j] / sum * v[j][kvHead * hd + i];
+                        }
+                    }
+                }
+                double[] o = matVec(l.wo, out);
+                for (int i = 0; i < h; i++) {
+                    x[t][i] += o[i];
+                }
+            }
+            for (int t = 0; t < n; t++) {
+                double[] m = rmsNorm(x[t], l.ffnNorm);
+                double[] g = matVec(l.wGate, m);
+                double[] u = matVec(l.wUp, m);
+                for (int i = 0; i < g.length; i++) {
+                    g[i] = g[i] / (1 + Math.exp(-g[i])) * u[i];
+                }
+                double[] d = matVec(l.wDown, g);
+                for (int i = 0; i < h; i++) {
+                    x[t][i] += d[i];
+                }
+            }
+        }
+        double[][] logits = new double[n][];
+        for (int t = 0; t < n; t++) {
+            logits[t] = matVec(w.output, rmsNorm(x[t], w.outputNorm));
+        }
+        return logits;
+    }
+
+    private double[] rmsNorm(double[] x, float[] weight) {
+        double ss = 0;
+        for (double v : x) {
+            ss += v * v;
+        }
+        double inv = 1 / Math.sqrt(ss / x.length + c.rmsNormEps());
+        double[] out = new double[x.length];
+        for (int i = 0; i < x.length; i++) {
+            out[i] = x[i] * inv * weight[i];
+        }
+        return out;
+    }
+
+    /** rotate_half: pairs (i, i + d/2) of each head, angle pos * theta^(-2i/d). */
+    private double[] rope(double[] x, int pos, int heads) {
+        int hd = c.headDim();
+        int half = hd / 2;
+        for (int head = 0; head < heads; head++) {
+            for (int i = 0; i < half; i++) {
+                double angle = pos * Math.pow(c.ropeTheta(), -2.0 * i / hd);
+                double a = x[head * hd + i];
+                double b = x[head * hd + i + half];
+                x[head * hd + i] = a * Math.cos(angle) - b * Math.sin(angle);
+                x[head * hd + i + half] = b * Math.cos(angle) + a * Math.sin(angle);
+            }
+        }
+        return x;
+    }
+
+    private static double[] add(double[] x, float[] bias) {
+        for (int i = 0; i < x.length; i++) {
+            x[i] += bias[i];
+        }
+        return x;
+    }
+
+    private static double[] row(WeightMatrix m, int r) {
+        float[] f = new float[m.cols()];
+        Quantize.dequantizeRowScalar(f, 0, m, r);
+        double[] d = new double[f.length];
+        for (int i = 0; i < f.length; i++) {
+            d[i] = f[i];
+        }
+        return d;
+    }
+
+    private static double[] matVec(WeightMatrix m, double[] x) {
+        double[] out = new double[m.rows()];
+        float[] f = new float[m.cols()];
+        for (int r = 0; r < m.rows(); r++) {
+            Quantize.dequantizeRowScalar(f, 0, m, r);
+            double s = 0;
+            for (int i = 0; i < f.length; i++) {
+                s += f[i] * x[i];
+            }
+            out[r] = s;
+        }
+        return out;
+    }
+}
