@@ -25,8 +25,22 @@ final class Simd {
 
     private Simd() {}
 
-    /** The float species of every kernel. */
-    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final String BITS_PROPERTY = "flinkqwen.kernels.vectorBits";
+
+    private static VectorSpecies<Float> floatSpecies(String bits) {
+        if (bits == null || bits.isEmpty()) {
+            return FloatVector.SPECIES_PREFERRED;
+        }
+        return VectorSpecies.of(float.class, VectorShape.forBitSize(Integer.parseInt(bits.trim())));
+    }
+
+    /**
+     * The float species of every kernel: the preferred one, unless the system property {@value
+     * #BITS_PROPERTY} names another vector size in bits (64, 128, 256, 512). That override exists
+     * to test the lane counts of other CPUs (e.g. AVX-512's 16 floats on an AVX2 machine, where
+     * the Vector API then runs its slow but exact Java fallback); do not set it in production.
+     */
+    static final VectorSpecies<Float> F = floatSpecies(System.getProperty(BITS_PROPERTY));
 
     /** Float lanes per vector. */
     static final int L = F.length();
