@@ -132,13 +132,18 @@ public final class KernelPool implements AutoCloseable {
         if (n == 0) {
             return;
         }
-        if (threads == 1) {
-            task.run(0, n, 0);
-            return;
-        }
+        // Also for one thread: the scratch of worker 0 must not be shared by two callers.
         if (!busy.compareAndSet(false, true)) {
             throw new IllegalStateException(
                     "kernel pool is already running a parallelFor (nested or concurrent use)");
+        }
+        if (threads == 1) {
+            try {
+                task.run(0, n, 0);
+            } finally {
+                busy.set(false);
+            }
+            return;
         }
         try {
             this.task = task;

@@ -49,10 +49,6 @@ public final class MatMul {
      */
     public static void matMul(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
         checkShapes(out, w, x, nTokens);
-        if (pool.threads() == 1) {
-            matMulRows(out, w, x, nTokens, 0, w.rows(), pool.scratch(0));
-            return;
-        }
         RowsTask task = TASKS.get();
         task.set(pool, out, w, x, nTokens);
         try {

@@ -55,7 +55,7 @@ public final class Rope {
      * {@code x[off]}, all at the position whose table starts at {@code tableOff}: for each head
      * and {@code i < headDim/2}, with {@code a = x[i]}, {@code b = x[i + headDim/2]}, {@code c =
      * cos[tableOff + i]}, {@code s = sin[tableOff + i]}: {@code x[i] = a*c - b*s}, {@code
-     * x[i + headDim/2] = a*s + b*c}.
+     * x[i + headDim/2] = a*s + b*c}. {@code headDim} must be even (not checked: hot path).
      */
     public static void ropeNeox(float[] x, int off, int nHeads, int headDim, float[] cos, float[] sin, int tableOff) {
         int half = headDim / 2;

@@ -18,7 +18,8 @@ public final class Softmax {
 
     /**
      * Replaces {@code x[off .. off + n)} with {@code exp(x_i - max) / sum_j exp(x_j - max)}.
-     * {@code n == 0} does nothing. The vector path uses the Vector API's {@code EXP} (within an
+     * {@code n == 0} does nothing; {@code -inf} entries (masked) get 0, but at least one entry
+     * must be finite. The vector path uses the Vector API's {@code EXP} (within an
      * ulp or so of {@link Math#exp}); the sum is accumulated in float.
      */
     public static void softmaxInPlace(float[] x, int off, int n) {

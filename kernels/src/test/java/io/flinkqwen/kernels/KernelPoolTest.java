@@ -134,10 +134,15 @@ class KernelPoolTest {
     }
 
     @Test
-    void nestedCallIsRejected() {
-        try (KernelPool pool = new KernelPool(2)) {
-            assertThrows(IllegalStateException.class,
-                    () -> pool.parallelFor(10, (s, e, w) -> pool.parallelFor(4, (s2, e2, w2) -> {})));
+    void nestedCallIsRejectedAndThePoolStaysUsable() {
+        for (int threads = 1; threads <= 2; threads++) {
+            try (KernelPool pool = new KernelPool(threads)) {
+                assertThrows(IllegalStateException.class,
+                        () -> pool.parallelFor(10, (s, e, w) -> pool.parallelFor(4, (s2, e2, w2) -> {})));
+                AtomicInteger items = new AtomicInteger();
+                pool.parallelFor(10, (s, e, w) -> items.addAndGet(e - s));
+                assertEquals(10, items.get());
+            }
         }
     }
 
