@@ -66,6 +66,23 @@ public final class WeightMatrix {
     }
 
     /**
+     * A matrix over explicit chunks of {@code rowsPerChunk} rows each (the last may hold fewer),
+     * each from its position 0. For tests of multi-chunk addressing without 2 GiB files.
+     */
+    static WeightMatrix ofChunks(DType dtype, int rows, int cols, int rowsPerChunk, ByteBuffer... chunks) {
+        if (rowsPerChunk <= 0 || (long) chunks.length * rowsPerChunk < rows
+                || (long) (chunks.length - 1) * rowsPerChunk >= rows) {
+            throw new IllegalArgumentException(
+                    chunks.length + " chunks of " + rowsPerChunk + " rows do not fit " + rows + " rows");
+        }
+        ByteBuffer[] slices = new ByteBuffer[chunks.length];
+        for (int i = 0; i < chunks.length; i++) {
+            slices[i] = chunks[i].slice();
+        }
+        return new WeightMatrix(dtype, rows, cols, rowsPerChunk, slices);
+    }
+
+    /**
      * Maps {@code rows x cols} values of {@code dtype} starting at byte {@code offset} of the
      * file, read-only, in as many chunks as needed.
      */

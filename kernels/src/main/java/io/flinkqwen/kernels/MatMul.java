@@ -1,0 +1,339 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.kernels;
+
+import static io.flinkqwen.kernels.Simd.F;
+import static io.flinkqwen.kernels.Simd.L;
+
+import java.nio.ByteBuffer;
+import java.nio.FloatBuffer;
+import java.nio.ShortBuffer;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+
+/**
+ * Weights times activations: {@code out[t][r] = sum_c W[r][c] * x[t][c]} for a {@link
+ * WeightMatrix} {@code W} of any {@link DType} and {@code nTokens} activation rows.
+ *
+ * <p>Layouts: {@code x} is {@code [nTokens][W.cols()]} and {@code out} is {@code
+ * [nTokens][W.rows()]}, both row-major from index 0 ({@code out[t * rows + r]}). Only {@code
+ * out[0 .. nTokens * rows)} is written; weights and {@code x} are only read. {@code out} must
+ * not overlap {@code x}.
+ *
+ * <p>Each weight row is copied from its (mapped) buffer into per-thread heap scratch with one
+ * absolute bulk get and vectorized from there. With one token the row is dotted as stored
+ * (F16/BF16 widened in registers, Q8_0/Q4_0 blocks widened from bytes and scaled per block);
+ * with several (prefill) the row is decoded to floats once and dotted with every token, four
+ * tokens at a time so that one weight load feeds four accumulators. Sums are kept in float
+ * (FMA) with one lane reduction per row and token, so results differ from a sequential float
+ * sum by rounding only. F16 weights that are infinite or NaN are not supported by the vector
+ * path (see {@link Simd#halfToFloat}); the scalar twin handles them.
+ */
+public final class MatMul {
+
+    private static final int QK = 32;
+
+    private static final ThreadLocal<RowsTask> TASKS = ThreadLocal.withInitial(RowsTask::new);
+
+    private MatMul() {}
+
+    /**
+     * {@code out = W x} for {@code nTokens} activation rows, the rows of {@code W} split over the
+     * threads of {@code pool} (each worker uses its own {@link KernelPool#scratch}). Allocates
+     * nothing once the workers' scratch has grown to this row size.
+     */
+    public static void matMul(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
+        checkShapes(out, w, x, nTokens);
+        RowsTask task = TASKS.get();
+        task.set(pool, out, w, x, nTokens);
+        try {
+            pool.parallelFor(w.rows(), task);
+        } finally {
+            task.clear();
+        }
+    }
+
+    /**
+     * {@code out = W x} for the weight rows {@code [rowStart, rowEnd)} only, on the calling
+     * thread: what one worker of {@link #matMul} runs. Writes {@code out[t * rows + r]} for those
+     * rows and every token.
+     */
+    public static void matMulRows(
+            float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
+        checkShapes(out, w, x, nTokens);
+        checkRange(w, rowStart, rowEnd);
+        DType type = w.dtype();
+        if ((type == DType.F16 || type == DType.BF16) && !Simd.HALF_VECTORS
+                || type.isQuantized() && !Simd.QUANT_VECTORS) {
+            matMulRowsScalar(out, w, x, nTokens, rowStart, rowEnd, scratch);
+            return;
+        }
+        int rows = w.rows();
+        int cols = w.cols();
+        if (nTokens == 1) {
+            for (int r = rowStart; r < rowEnd; r++) {
+                out[r] = dotRow(w, r, x, scratch);
+            }
+            return;
+        }
+        float[] row = scratch.floats(cols);
+        for (int r = rowStart; r < rowEnd; r++) {
+            Quantize.dequantizeRow(row, 0, w, r, scratch);
+            dotTokens(out, rows, r, row, x, cols, nTokens);
+        }
+    }
+
+    /**
+     * Scalar twin of {@link #matMulRows}: each row decoded with {@link
+     * Quantize#dequantizeRowScalar} (typed reads, {@link Float16}), then plain float loops.
+     */
+    public static void matMulRowsScalar(
+            float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
+        checkShapes(out, w, x, nTokens);
+        checkRange(w, rowStart, rowEnd);
+        int rows = w.rows();
+        int cols = w.cols();
+        float[] row = scratch.floats(cols);
+        for (int r = rowStart; r < rowEnd; r++) {
+            Quantize.dequantizeRowScalar(row, 0, w, r);
+            for (int t = 0; t < nTokens; t++) {
+                float sum = 0f;
+                int xo = t * cols;
+                for (int c = 0; c < cols; c++) {
+                    sum += row[c] * x[xo + c];
+                }
+                out[t * rows + r] = sum;
+            }
+        }
+    }
+
+    // ---- one token: dot the stored row with x ----
+
+    private static float dotRow(WeightMatrix w, int r, float[] x, Scratch scratch) {
+        ByteBuffer chunk = w.chunk(r);
+        int base = w.offset(r);
+        int cols = w.cols();
+        switch (w.dtype()) {
+            case F32: {
+                float[] row = scratch.floats(cols);
+                FloatBuffer view = scratch.floatView(chunk);
+                view.get(base >>> 2, row, 0, cols);
+                return VectorOps.dot(row, 0, x, 0, cols);
+            }
+            case F16:
+            case BF16: {
+                short[] h = scratch.shorts(cols);
+                ShortBuffer view = scratch.shortView(chunk);
+                view.get(base >>> 1, h, 0, cols);
+                return w.dtype() == DType.F16 ? dotF16(h, x, cols) : dotBF16(h, x, cols);
+            }
+            case Q8_0: {
+                byte[] q = scratch.bytes(w.rowBytes());
+                chunk.get(base, q, 0, w.rowBytes());
+                return dotQ8_0(q, x, cols);
+            }
+            case Q4_0: {
+                byte[] q = scratch.bytes(w.rowBytes());
+                chunk.get(base, q, 0, w.rowBytes());
+                return dotQ4_0(q, x, cols);
+            }
+            default:
+                throw new UnsupportedOperationException("matMul of " + w.dtype());
+        }
+    }
+
+    /** Dot of {@code n} F16 weights {@code h[0..n)} with {@code x[0..n)}. */
+    static float dotF16(short[] h, float[] x, int n) {
+        FloatVector acc0 = FloatVector.zero(F);
+        FloatVector acc1 = acc0;
+        int c = 0;
+        int upper2 = n - n % (2 * L);
+        for (; c < upper2; c += 2 * L) {
+            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc1 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, c + L))
+                    .fma(FloatVector.fromArray(F, x, c + L), acc1);
+        }
+        for (; c < F.loopBound(n); c += L) {
+            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
+        }
+        float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        for (; c < n; c++) {
+            sum += Float16.toFloat(h[c]) * x[c];
+        }
+        return sum;
+    }
+
+    /** Dot of {@code n} BF16 weights {@code h[0..n)} with {@code x[0..n)}. */
+    static float dotBF16(short[] h, float[] x, int n) {
+        FloatVector acc0 = FloatVector.zero(F);
+        FloatVector acc1 = acc0;
+        int c = 0;
+        int upper2 = n - n % (2 * L);
+        for (; c < upper2; c += 2 * L) {
+            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc1 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, c + L))
+                    .fma(FloatVector.fromArray(F, x, c + L), acc1);
+        }
+        for (; c < F.loopBound(n); c += L) {
+            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
+        }
+        float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        for (; c < n; c++) {
+            sum += Float16.bf16ToFloat(h[c]) * x[c];
+        }
+        return sum;
+    }
+
+    /**
+     * Dot of a Q8_0 row ({@code n / 32} blocks from {@code q[0]}) with {@code x[0..n)}: per block
+     * the int8 values are widened to floats and dotted with x, then the block sum is scaled.
+     */
+    static float dotQ8_0(byte[] q, float[] x, int n) {
+        int step = Simd.B.length();
+        FloatVector acc = FloatVector.zero(F);
+        for (int b = 0; b < n / QK; b++) {
+            int o = b * 34;
+            int xo = b * QK;
+            FloatVector block = FloatVector.zero(F);
+            for (int j = 0; j < QK; j += step) {
+                ByteVector bytes = Simd.loadBytes(q, o + 2 + j);
+                for (int p = 0; p < Simd.BYTE_PARTS; p++) {
+                    block = Simd.bytesToFloat(bytes, p).fma(FloatVector.fromArray(F, x, xo + j + p * L), block);
+                }
+            }
+            acc = block.fma(FloatVector.broadcast(F, Simd.scaleAt(q, o)), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    /** Dot of a Q4_0 row ({@code n / 32} blocks from {@code q[0]}) with {@code x[0..n)}. */
+    static float dotQ4_0(byte[] q, float[] x, int n) {
+        int step = Simd.B.length();
+        FloatVector acc = FloatVector.zero(F);
+        for (int b = 0; b < n / QK; b++) {
+            int o = b * 18;
+            int xo = b * QK;
+            FloatVector block = FloatVector.zero(F);
+            for (int j = 0; j < QK / 2; j += step) {
+                ByteVector bytes = Simd.loadBytes(q, o + 2 + j);
+                // Nibbles are unsigned 0..15 (LSHR on byte lanes shifts in zeros), stored offset by 8.
+                ByteVector lo = bytes.and((byte) 0x0F).sub((byte) 8);
+                ByteVector hi = bytes.lanewise(VectorOperators.LSHR, 4).and((byte) 0x0F).sub((byte) 8);
+                for (int p = 0; p < Simd.BYTE_PARTS; p++) {
+                    block = Simd.bytesToFloat(lo, p).fma(FloatVector.fromArray(F, x, xo + j + p * L), block);
+                    block = Simd.bytesToFloat(hi, p)
+                            .fma(FloatVector.fromArray(F, x, xo + QK / 2 + j + p * L), block);
+                }
+            }
+            acc = block.fma(FloatVector.broadcast(F, Simd.scaleAt(q, o)), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    // ---- several tokens: one decoded row against every token ----
+
+    /**
+     * {@code out[t * rows + r] = row . x[t]} for every token, four tokens per pass over the row
+     * so each loaded weight vector feeds four FMAs.
+     */
+    static void dotTokens(float[] out, int rows, int r, float[] row, float[] x, int cols, int nTokens) {
+        int upper = F.loopBound(cols);
+        int t = 0;
+        for (; t + 4 <= nTokens; t += 4) {
+            int x0 = t * cols;
+            int x1 = x0 + cols;
+            int x2 = x1 + cols;
+            int x3 = x2 + cols;
+            FloatVector a0 = FloatVector.zero(F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            int c = 0;
+            for (; c < upper; c += L) {
+                FloatVector wv = FloatVector.fromArray(F, row, c);
+                a0 = wv.fma(FloatVector.fromArray(F, x, x0 + c), a0);
+                a1 = wv.fma(FloatVector.fromArray(F, x, x1 + c), a1);
+                a2 = wv.fma(FloatVector.fromArray(F, x, x2 + c), a2);
+                a3 = wv.fma(FloatVector.fromArray(F, x, x3 + c), a3);
+            }
+            float s0 = a0.reduceLanes(VectorOperators.ADD);
+            float s1 = a1.reduceLanes(VectorOperators.ADD);
+            float s2 = a2.reduceLanes(VectorOperators.ADD);
+            float s3 = a3.reduceLanes(VectorOperators.ADD);
+            for (; c < cols; c++) {
+                float wc = row[c];
+                s0 += wc * x[x0 + c];
+                s1 += wc * x[x1 + c];
+                s2 += wc * x[x2 + c];
+                s3 += wc * x[x3 + c];
+            }
+            out[t * rows + r] = s0;
+            out[(t + 1) * rows + r] = s1;
+            out[(t + 2) * rows + r] = s2;
+            out[(t + 3) * rows + r] = s3;
+        }
+        for (; t < nTokens; t++) {
+            out[t * rows + r] = VectorOps.dot(row, 0, x, t * cols, cols);
+        }
+    }
+
+    // ---- checks and the reusable pool task ----
+
+    private static void checkShapes(float[] out, WeightMatrix w, float[] x, int nTokens) {
+        if (nTokens < 1) {
+            throw new IllegalArgumentException("nTokens must be >= 1, got " + nTokens);
+        }
+        if ((long) nTokens * w.rows() > out.length) {
+            throw new IllegalArgumentException(
+                    "out holds " + out.length + " floats, " + nTokens + " tokens x " + w + " need "
+                            + (long) nTokens * w.rows());
+        }
+        if ((long) nTokens * w.cols() > x.length) {
+            throw new IllegalArgumentException(
+                    "x holds " + x.length + " floats, " + nTokens + " tokens x " + w + " need "
+                            + (long) nTokens * w.cols());
+        }
+    }
+
+    private static void checkRange(WeightMatrix w, int rowStart, int rowEnd) {
+        if (rowStart < 0 || rowEnd > w.rows() || rowStart > rowEnd) {
+            throw new IndexOutOfBoundsException("rows [" + rowStart + ", " + rowEnd + ") of " + w);
+        }
+    }
+
+    /**
+     * The pool task of {@link #matMul}, one per calling thread and reused so that a call
+     * allocates nothing (a capturing lambda would be a new object per call). Its fields are
+     * published to the workers by the pool's volatile generation write.
+     */
+    private static final class RowsTask implements KernelPool.RangeTask {
+        private KernelPool pool;
+        private float[] out;
+        private WeightMatrix w;
+        private float[] x;
+        private int nTokens;
+
+        void set(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
+            this.pool = pool;
+            this.out = out;
+            this.w = w;
+            this.x = x;
+            this.nTokens = nTokens;
+        }
+
+        /** Drops the references so the task does not keep activations or weights reachable. */
+        void clear() {
+            set(null, null, null, null, 0);
+        }
+
+        @Override
+        public void run(int start, int end, int worker) {
+            matMulRows(out, w, x, nTokens, start, end, pool.scratch(worker));
+        }
+    }
+}

@@ -1,0 +1,96 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.kernels;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.nio.ShortBuffer;
+
+/**
+ * Per-thread working memory of the matrix kernels: heap copies of one weight row (the Vector API
+ * of JDK 17..25 can only load from heap arrays portably) and typed views of the weight buffer
+ * last read.
+ *
+ * <p>Not thread-safe: one thread uses a scratch at a time. Buffers grow to the largest row seen
+ * and are then reused, so steady-state kernel calls allocate nothing; the typed views are
+ * rebuilt (two small objects) only when a call reads a different weight buffer than the last.
+ *
+ * <p>A scratch holds a reference to the last weight buffer it read, which keeps that buffer
+ * (and its mapping) reachable while the scratch is.
+ */
+public final class Scratch {
+
+    private static final ThreadLocal<Scratch> PER_THREAD = ThreadLocal.withInitial(Scratch::new);
+
+    private float[] floats = new float[0];
+    private short[] shorts = new short[0];
+    private byte[] bytes = new byte[0];
+
+    private ByteBuffer floatSource;
+    private FloatBuffer floatView;
+    private ByteBuffer shortSource;
+    private ShortBuffer shortView;
+
+    public Scratch() {}
+
+    /** The scratch of the calling thread, for kernels called without one (not hot loops). */
+    static Scratch forCurrentThread() {
+        return PER_THREAD.get();
+    }
+
+    /** A float array of at least {@code n} elements; contents undefined. */
+    float[] floats(int n) {
+        if (floats.length < n) {
+            floats = new float[n];
+        }
+        return floats;
+    }
+
+    /** A short array of at least {@code n} elements; contents undefined. */
+    short[] shorts(int n) {
+        if (shorts.length < n) {
+            shorts = new short[n];
+        }
+        return shorts;
+    }
+
+    /** A byte array of at least {@code n} elements; contents undefined. */
+    byte[] bytes(int n) {
+        if (bytes.length < n) {
+            bytes = new byte[n];
+        }
+        return bytes;
+    }
+
+    /**
+     * A little-endian float view of the whole of {@code chunk} (element {@code i} = bytes {@code
+     * 4i..4i+3}), for absolute bulk gets; {@code chunk} itself is not modified.
+     */
+    FloatBuffer floatView(ByteBuffer chunk) {
+        if (chunk != floatSource) {
+            floatView = wholeLittleEndian(chunk).asFloatBuffer();
+            floatSource = chunk;
+        }
+        return floatView;
+    }
+
+    /** A little-endian short view of the whole of {@code chunk}; see {@link #floatView}. */
+    ShortBuffer shortView(ByteBuffer chunk) {
+        if (chunk != shortSource) {
+            shortView = wholeLittleEndian(chunk).asShortBuffer();
+            shortSource = chunk;
+        }
+        return shortView;
+    }
+
+    private static ByteBuffer wholeLittleEndian(ByteBuffer chunk) {
+        // duplicate() shares the bytes but not position, limit or order (it resets to big-endian).
+        ByteBuffer d = chunk.duplicate();
+        d.clear();
+        return d.order(ByteOrder.LITTLE_ENDIAN);
+    }
+}

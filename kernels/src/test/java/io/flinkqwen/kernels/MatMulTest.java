@@ -1,0 +1,218 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Arrays;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * Every dtype, token count and thread count against (a) the scalar twin and (b) a float64
+ * product of the decoded weights.
+ *
+ * <p>Weights and activations are in [-1, 1), so every term is at most 1 in magnitude and a float
+ * sum of {@code cols} terms drifts from the exact sum by about {@code eps * sqrt(cols)} times the
+ * partial sums' size. Tolerance: {@code ABS_PER_SQRT_COL * sqrt(cols) + REL * |ref|}; a wrong
+ * or missing term is ~0.1 or more and fails by orders of magnitude.
+ */
+class MatMulTest {
+
+    private static final double ABS_PER_SQRT_COL = 1e-5;
+    private static final double REL = 1e-5;
+    private static final int[] TOKENS = {1, 2, 3, 5, 8};
+    private static final int[] THREADS = {1, 2, 3};
+
+    private static final KernelPool[] POOLS = new KernelPool[THREADS.length];
+
+    @BeforeAll
+    static void startPools() {
+        for (int i = 0; i < THREADS.length; i++) {
+            POOLS[i] = new KernelPool(THREADS[i]);
+        }
+    }
+
+    @AfterAll
+    static void stopPools() {
+        for (KernelPool pool : POOLS) {
+            pool.close();
+        }
+    }
+
+    private static int[] colsFor(DType type) {
+        return type.isQuantized() ? new int[] {32, 96, 160} : new int[] {1, 7, 16, 33, 100};
+    }
+
+    /** float64 {@code W x} over the weights as decoded by the scalar decoder. */
+    private static double[] reference(float[] w, int rows, int cols, float[] x, int nTokens) {
+        double[] out = new double[nTokens * rows];
+        for (int t = 0; t < nTokens; t++) {
+            for (int r = 0; r < rows; r++) {
+                double sum = 0;
+                for (int c = 0; c < cols; c++) {
+                    sum += (double) w[r * cols + c] * x[t * cols + c];
+                }
+                out[t * rows + r] = sum;
+            }
+        }
+        return out;
+    }
+
+    private static void check(
+            WeightMatrix w, float[] decoded, float[] x, int nTokens, KernelPool pool, String what) {
+        int rows = w.rows();
+        int cols = w.cols();
+        double abs = ABS_PER_SQRT_COL * Math.sqrt(cols);
+        float[] fast = new float[nTokens * rows];
+        float[] scalar = new float[nTokens * rows];
+        MatMul.matMul(pool, fast, w, x, nTokens);
+        MatMul.matMulRowsScalar(scalar, w, x, nTokens, 0, rows, new Scratch());
+        double[] ref = reference(decoded, rows, cols, x, nTokens);
+        for (int i = 0; i < fast.length; i++) {
+            String at = what + " out[" + i / rows + "][" + i % rows + "]";
+            Numerics.assertClose(scalar[i], fast[i], abs, REL, at + " vs scalar twin");
+            Numerics.assertClose(ref[i], fast[i], abs, REL, at + " vs float64");
+            Numerics.assertClose(ref[i], scalar[i], abs, REL, at + " scalar twin vs float64");
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void matMulMatchesScalarTwinAndFloat64ForEveryTokenAndThreadCount(DType type) {
+        Random rnd = new Random(10 + type.ordinal());
+        for (int rows : new int[] {1, 5, 37}) {
+            for (int cols : colsFor(type)) {
+                float[] values = TestMatrices.weights(rnd, rows, cols);
+                WeightMatrix w = WeightMatrix.onHeap(type, rows, cols, TestMatrices.encode(type, values, rows, cols));
+                float[] decoded = TestMatrices.decoded(w);
+                for (int nTokens : TOKENS) {
+                    float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
+                    for (int p = 0; p < POOLS.length; p++) {
+                        check(w, decoded, x, nTokens, POOLS[p],
+                                type + " " + rows + "x" + cols + " tokens " + nTokens + " threads " + THREADS[p]);
+                    }
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void matMulMatchesFloat64AtAQwenShape(DType type) {
+        // 896 = Qwen2-0.5B hidden size: 28 Q8_0 blocks, a multiple of every vector length.
+        Random rnd = new Random(20 + type.ordinal());
+        int rows = 96;
+        int cols = 896;
+        float[] values = TestMatrices.weights(rnd, rows, cols);
+        WeightMatrix w = WeightMatrix.onHeap(type, rows, cols, TestMatrices.encode(type, values, rows, cols));
+        float[] decoded = TestMatrices.decoded(w);
+        for (int nTokens : new int[] {1, 7}) {
+            float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
+            check(w, decoded, x, nTokens, POOLS[1], type + " 96x896 tokens " + nTokens);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void matMulGivesTheSameBitsInEveryBufferLayout(DType type) {
+        // Same arithmetic whatever the buffers: only addressing differs (chunks, direct, odd base).
+        Random rnd = new Random(30 + type.ordinal());
+        int rows = 10;
+        int cols = type.isQuantized() ? 64 : 37;
+        byte[] bytes = TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols);
+        WeightMatrix heap = TestMatrices.matrix(TestMatrices.Layout.HEAP, type, rows, cols, bytes);
+        for (int nTokens : new int[] {1, 5}) {
+            float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
+            float[] expected = new float[nTokens * rows];
+            MatMul.matMul(POOLS[0], expected, heap, x, nTokens);
+            for (TestMatrices.Layout layout : TestMatrices.Layout.values()) {
+                WeightMatrix w = TestMatrices.matrix(layout, type, rows, cols, bytes);
+                for (KernelPool pool : POOLS) {
+                    float[] actual = new float[nTokens * rows];
+                    MatMul.matMul(pool, actual, w, x, nTokens);
+                    Numerics.assertSameBits(expected, 0, actual, 0, actual.length,
+                            type + " " + layout + " tokens " + nTokens + " threads " + pool.threads());
+                }
+            }
+        }
+        WeightMatrix chunked = TestMatrices.matrix(TestMatrices.Layout.CHUNKED, type, rows, cols, bytes);
+        assertEquals(4, chunked.chunkCount());
+    }
+
+    @Test
+    void matMulRowsWritesOnlyItsRowsForEveryToken() {
+        Random rnd = new Random(40);
+        int rows = 9;
+        int cols = 64;
+        int nTokens = 3;
+        WeightMatrix w = WeightMatrix.onHeap(DType.Q8_0, rows, cols,
+                TestMatrices.encode(DType.Q8_0, TestMatrices.weights(rnd, rows, cols), rows, cols));
+        float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
+        float[] full = new float[nTokens * rows];
+        MatMul.matMulRows(full, w, x, nTokens, 0, rows, new Scratch());
+        for (boolean scalar : new boolean[] {false, true}) {
+            float[] part = new float[nTokens * rows];
+            Arrays.fill(part, Float.NaN);
+            if (scalar) {
+                MatMul.matMulRowsScalar(part, w, x, nTokens, 2, 5, new Scratch());
+            } else {
+                MatMul.matMulRows(part, w, x, nTokens, 2, 5, new Scratch());
+            }
+            for (int t = 0; t < nTokens; t++) {
+                for (int r = 0; r < rows; r++) {
+                    float v = part[t * rows + r];
+                    if (r >= 2 && r < 5) {
+                        Numerics.assertClose(full[t * rows + r], v, 1e-5, 1e-5, "token " + t + " row " + r);
+                    } else {
+                        assertTrue(Float.isNaN(v), "row " + r + " outside the range was written");
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void oneScratchServesMatricesOfDifferentTypesAndSizes() {
+        // A worker's scratch goes from matrix to matrix; stale views or short buffers would show.
+        Random rnd = new Random(50);
+        Scratch scratch = new Scratch();
+        for (int round = 0; round < 3; round++) {
+            for (DType type : DType.values()) {
+                int cols = type.isQuantized() ? 32 * (1 + rnd.nextInt(8)) : 1 + rnd.nextInt(300);
+                int rows = 1 + rnd.nextInt(6);
+                int nTokens = 1 + rnd.nextInt(4);
+                WeightMatrix w = WeightMatrix.onHeap(type, rows, cols,
+                        TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols));
+                float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
+                float[] out = new float[nTokens * rows];
+                MatMul.matMulRows(out, w, x, nTokens, 0, rows, scratch);
+                double[] ref = reference(TestMatrices.decoded(w), rows, cols, x, nTokens);
+                for (int i = 0; i < out.length; i++) {
+                    Numerics.assertClose(ref[i], out[i], ABS_PER_SQRT_COL * Math.sqrt(cols), REL,
+                            type + " " + rows + "x" + cols + " out " + i);
+                }
+            }
+        }
+    }
+
+    @Test
+    void matMulRejectsMismatchedShapes() {
+        WeightMatrix w = WeightMatrix.onHeap(DType.F32, 4, 8, new byte[4 * 8 * 4]);
+        KernelPool pool = POOLS[0];
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMul(pool, new float[4], w, new float[8], 0));
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMul(pool, new float[3], w, new float[8], 1));
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMul(pool, new float[8], w, new float[15], 2));
+        assertThrows(IndexOutOfBoundsException.class,
+                () -> MatMul.matMulRows(new float[4], w, new float[8], 1, 3, 5, new Scratch()));
+    }
+}
