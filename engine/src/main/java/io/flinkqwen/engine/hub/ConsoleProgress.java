@@ -105,6 +105,21 @@ public final class ConsoleProgress implements ProgressListener {
         this.lastLineLength = 0;
     }
 
+    /** Ends the bar's line, so that the error message that follows starts on its own. */
+    @Override
+    public synchronized void stopped(String file, long bytesDone, long totalBytes) {
+        String line = String.format(Locale.ROOT, "%-24s stopped at %s of %s", file, mb(bytesDone),
+                totalBytes >= 0 ? mb(totalBytes) : "?");
+        if (interactive) {
+            out.print('\r' + pad(line) + '\n');
+        } else {
+            out.println(line);
+        }
+        out.flush();
+        this.file = null;
+        this.lastLineLength = 0;
+    }
+
     @Override
     public synchronized void snapshotReady(
             String repoId,

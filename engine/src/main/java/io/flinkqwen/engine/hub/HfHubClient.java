@@ -335,7 +335,6 @@ public final class HfHubClient {
      */
     private long fetchBlob(String repoId, FileMeta meta, Path blob) {
         Path part = HubCache.incomplete(blob);
-        String what = repoId + "/" + meta.file();
         BlobDigest kind = BlobDigest.of(meta.etag());
         long start = System.nanoTime();
         try {
@@ -346,6 +345,25 @@ public final class HfHubClient {
         long resumedFrom = sizeOrZero(part);
         long[] transferred = {0};
         progress.started(meta.file(), resumedFrom, meta.size());
+        try {
+            fetchVerified(repoId, meta, part, kind, transferred);
+        } catch (HubException e) {
+            progress.stopped(meta.file(), sizeOrZero(part), meta.size());
+            throw e;
+        }
+        try {
+            HubCache.move(part, blob);
+        } catch (IOException e) {
+            throw cacheError("cannot rename " + part + " to " + blob.getFileName(), e);
+        }
+        long size = sizeOrZero(blob);
+        progress.finished(meta.file(), size, transferred[0], System.nanoTime() - start);
+        return transferred[0];
+    }
+
+    /** Transfers with retries into {@code part} and checks the digest; throws if either fails. */
+    private void fetchVerified(String repoId, FileMeta meta, Path part, BlobDigest kind, long[] transferred) {
+        String what = repoId + "/" + meta.file();
         Transfer done;
         for (int attempt = 0; ; attempt++) {
             try {
@@ -368,14 +386,6 @@ public final class HfHubClient {
             }
         }
         verify(repoId, meta, part, kind, done);
-        try {
-            HubCache.move(part, blob);
-        } catch (IOException e) {
-            throw cacheError("cannot rename " + part + " to " + blob.getFileName(), e);
-        }
-        long size = sizeOrZero(blob);
-        progress.finished(meta.file(), size, transferred[0], System.nanoTime() - start);
-        return transferred[0];
     }
 
     /** The end of one attempt: the file's length and, where it could be streamed, its digest. */

@@ -38,6 +38,12 @@ public interface ProgressListener {
     default void finished(String file, long totalBytes, long transferred, long elapsedNanos) {}
 
     /**
+     * After a file's download failed for good (the exception follows); {@code bytesDone} are
+     * kept on disk for the next try, unless the file was corrupt.
+     */
+    default void stopped(String file, long bytesDone, long totalBytes) {}
+
+    /**
      * Once per {@code snapshot} call that returns: how many of the wanted files there are, how many
      * were fetched now, and where the snapshot is.
      *

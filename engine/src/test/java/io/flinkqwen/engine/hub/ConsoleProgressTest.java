@@ -83,6 +83,18 @@ class ConsoleProgressTest {
     }
 
     @Test
+    void stoppedDownloadEndsTheBarLine() {
+        ConsoleProgress p = new ConsoleProgress(out, true, clock::get);
+        p.started("model.safetensors", 0, 10_000_000L);
+        p.progress("model.safetensors", 4_000_000L, 10_000_000L);
+        p.stopped("model.safetensors", 4_000_000L, 10_000_000L);
+
+        String text = text();
+        // padded with spaces to wipe the longer bar it replaces
+        assertTrue(text.matches("(?s).*\\rmodel\\.safetensors +stopped at 4\\.0 MB of 10\\.0 MB *\n"), text);
+    }
+
+    @Test
     void resumedFileSaysSoAndRateCountsOnlyNewBytes() {
         ConsoleProgress p = new ConsoleProgress(out, false, clock::get);
         p.started("a.safetensors", 60_000_000L, 100_000_000L);

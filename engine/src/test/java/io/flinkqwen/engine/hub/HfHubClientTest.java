@@ -169,9 +169,22 @@ class HfHubClientTest {
         String etag = fake.file("model.safetensors").etag();
         Path partial = repoDir().resolve("blobs").resolve(etag + ".incomplete");
 
-        HubException e = assertThrows(HubException.class, () -> download(client().maxRetries(0).build()));
+        List<String> stopped = new ArrayList<>();
+        ProgressListener listener = new ProgressListener() {
+            @Override
+            public void progress(String file, long done, long total) {}
+
+            @Override
+            public void stopped(String file, long done, long total) {
+                stopped.add(file + " " + done + " " + total);
+            }
+        };
+
+        HubException e = assertThrows(HubException.class,
+                () -> download(client().maxRetries(0).progress(listener).build()));
 
         assertEquals(Reason.DOWNLOAD_INCOMPLETE, e.reason());
+        assertEquals(List.of("model.safetensors " + cut + " " + LFS_SIZE), stopped);
         assertTrue(e.getMessage().contains(REPO + "/model.safetensors"), e.getMessage());
         assertTrue(e.getMessage().contains("run again to resume"), e.getMessage());
         assertEquals(cut, Files.size(partial));
