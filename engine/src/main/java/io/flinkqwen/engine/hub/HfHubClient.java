@@ -9,17 +9,13 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.flinkqwen.engine.hub.HubException.Reason;
 import java.io.IOException;
-import java.net.ProxySelector;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpHeaders;
-import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.net.http.HttpResponse.BodyHandler;
 import java.net.http.HttpResponse.BodySubscribers;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -27,7 +23,6 @@ import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
@@ -65,10 +60,8 @@ import java.util.regex.Pattern;
 public final class HfHubClient {
 
     public static final String DEFAULT_REVISION = "main";
-    static final int MAX_REDIRECTS = 10;
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Pattern CONTENT_RANGE = Pattern.compile("bytes (\\d+)-(\\d+)/(\\d+|\\*)");
-    private static final String USER_AGENT = "flink-qwen/0.1; java/" + Runtime.version().feature();
 
     private final URI endpoint;
     private final String token;
@@ -80,8 +73,7 @@ public final class HfHubClient {
     private final Consumer<String> notes;
     private final int maxRetries;
     private final Duration retryBackoff;
-    private final HttpClient suppliedHttp;
-    private HttpClient http;
+    private final HubHttp http;
 
     private HfHubClient(Builder b) {
         this.endpoint = b.endpoint;
@@ -94,7 +86,7 @@ public final class HfHubClient {
         this.notes = b.notes;
         this.maxRetries = b.maxRetries;
         this.retryBackoff = b.retryBackoff;
-        this.suppliedHttp = b.httpClient;
+        this.http = new HubHttp(b.endpoint, b.token, b.etagTimeout, b.httpClient);
     }
 
     /** A client configured from {@link System#getenv()}, with console progress on stderr. */
@@ -256,7 +248,7 @@ public final class HfHubClient {
             } catch (IOException e) {
                 throw cacheError("cannot write " + file + " into " + repoDir, e);
             } catch (InterruptedException e) {
-                throw interrupted(repoId + "/" + file);
+                throw HubHttp.interrupted(repoId + "/" + file);
             }
         }
         if (!revision.equals(info.commit())) {
@@ -272,11 +264,11 @@ public final class HfHubClient {
     }
 
     private RepoInfo repoInfo(String repoId, String revision) {
-        URI uri = URI.create(endpoint + "/api/models/" + repoId + "/revision/" + encodeSegment(revision));
-        HttpResponse<byte[]> response = exchange("GET", uri, Map.of(), etagTimeout,
+        URI uri = http.apiUri(repoId, revision);
+        HttpResponse<byte[]> response = http.exchange("GET", uri, Map.of(), etagTimeout,
                 info -> BodySubscribers.ofByteArray(), true, repoId + "@" + revision);
         if (response.statusCode() != 200) {
-            throw statusError(response, repoId, revision, null);
+            throw http.statusError(response, repoId, revision, null);
         }
         try {
             JsonNode root = JSON.readTree(response.body());
@@ -300,25 +292,25 @@ public final class HfHubClient {
     }
 
     private FileMeta head(String repoId, String commit, String file) {
-        URI uri = resolveUri(repoId, commit, file);
-        HttpResponse<Void> response = exchange("HEAD", uri, Map.of("Accept-Encoding", "identity"),
+        URI uri = http.resolveUri(repoId, commit, file);
+        HttpResponse<Void> response = http.exchange("HEAD", uri, Map.of("Accept-Encoding", "identity"),
                 etagTimeout, info -> BodySubscribers.discarding(), false, repoId + "/" + file);
         int status = response.statusCode();
-        boolean redirect = isRedirect(status);
+        boolean redirect = HubHttp.isRedirect(status);
         if (status != 200 && !redirect) {
-            throw statusError(response, repoId, commit, file);
+            throw http.statusError(response, repoId, commit, file);
         }
         HttpHeaders h = response.headers();
         Optional<String> linked = h.firstValue("X-Linked-Etag");
-        String etag = normalizeEtag(linked.or(() -> h.firstValue("ETag")).orElse(""));
+        String etag = HubHttp.normalizeEtag(linked.or(() -> h.firstValue("ETag")).orElse(""));
         if (etag.isEmpty() || !HubCache.isSafeEtag(etag)) {
             throw new HubException(Reason.PROTOCOL,
                     repoId + "/" + file + ": no usable ETag from " + response.uri()
                             + " (got '" + etag + "'), so the file cannot be cached; is HF_ENDPOINT a hub?");
         }
-        OptionalLong size = longHeader(h, "X-Linked-Size");
+        OptionalLong size = HubHttp.longHeader(h, "X-Linked-Size");
         if (size.isEmpty() && !redirect) {
-            size = longHeader(h, "Content-Length");
+            size = HubHttp.longHeader(h, "Content-Length");
         }
         URI location = response.uri();
         if (redirect) {
@@ -379,7 +371,7 @@ public final class HfHubClient {
                             "download of " + what + " from " + meta.location() + " stopped at " + have
                                     + (meta.size() >= 0 ? " of " + meta.size() : "") + " bytes after "
                                     + (attempt + 1) + (attempt == 0 ? " try" : " tries") + ": "
-                                    + (e instanceof HubException ? e.getMessage() : describe(e))
+                                    + (e instanceof HubException ? e.getMessage() : HubHttp.describe(e))
                                     + "; run again to resume", e);
                 }
                 sleep(retryBackoff.multipliedBy(attempt + 1), what);
@@ -408,7 +400,7 @@ public final class HfHubClient {
             return new Transfer(have, null); // complete already: a crash came before the rename
         }
         Map<String, String> headers = have > 0 ? Map.of("Range", "bytes=" + have + "-") : Map.of();
-        HttpResponse<BodyReader> response = exchange("GET", meta.location(), headers, etagTimeout,
+        HttpResponse<BodyReader> response = http.exchange("GET", meta.location(), headers, etagTimeout,
                 info -> info.statusCode() == 200 || info.statusCode() == 206
                         ? new BodyReader()
                         : BodySubscribers.replacing(null),
@@ -427,12 +419,12 @@ public final class HfHubClient {
             total = m.group(3).equals("*") ? meta.size() : Long.parseLong(m.group(3));
         } else if (status == 200) {
             have = 0; // the server ignored Range (or none was sent): start over
-            total = longHeader(response.headers(), "Content-Length").orElse(meta.size());
+            total = HubHttp.longHeader(response.headers(), "Content-Length").orElse(meta.size());
         } else if (status == 416) {
             deleteQuietly(part);
             throw new IOException("the server refused the range from byte " + have + "; restarting");
         } else {
-            throw statusError(response, repoId, null, meta.file());
+            throw http.statusError(response, repoId, null, meta.file());
         }
 
         MessageDigest digest = null;
@@ -460,7 +452,7 @@ public final class HfHubClient {
                     buffer = body.next(downloadTimeout);
                 } catch (InterruptedException e) {
                     body.cancel();
-                    throw interrupted(what);
+                    throw HubHttp.interrupted(what);
                 }
                 if (buffer == null) {
                     break;
@@ -514,208 +506,6 @@ public final class HfHubClient {
         }
     }
 
-    // ---------------------------------------------------------------- HTTP plumbing
-
-    /**
-     * Sends a request and follows redirects by hand, so that the token goes only to the hub's
-     * own origin; with {@code crossOrigin} false a redirect to another origin is returned
-     * instead of followed (HEAD must read the hub's headers, not the CDN's).
-     */
-    private <T> HttpResponse<T> exchange(String method, URI uri, Map<String, String> headers,
-            Duration timeout, BodyHandler<T> handler, boolean crossOrigin, String what) {
-        URI current = uri;
-        for (int hop = 0; hop <= MAX_REDIRECTS; hop++) {
-            HttpRequest.Builder request = HttpRequest.newBuilder(current)
-                    .method(method, HttpRequest.BodyPublishers.noBody())
-                    .timeout(timeout)
-                    .header("User-Agent", USER_AGENT);
-            headers.forEach(request::header);
-            if (token != null && sameOrigin(current, endpoint)) {
-                request.header("Authorization", "Bearer " + token);
-            }
-            HttpResponse<T> response;
-            try {
-                response = http().send(request.build(),
-                        info -> isRedirect(info.statusCode())
-                                ? BodySubscribers.replacing(null)
-                                : handler.apply(info));
-            } catch (IOException e) {
-                throw new HubException(Reason.UNREACHABLE,
-                        "cannot reach " + origin(current) + ": " + describe(e)
-                                + "; set HF_HUB_OFFLINE=1 to use the cache, or pass a local path"
-                                + " (while fetching " + what + ")", e);
-            } catch (InterruptedException e) {
-                throw interrupted(what);
-            }
-            Optional<String> location = response.headers().firstValue("Location");
-            if (!isRedirect(response.statusCode()) || location.isEmpty()) {
-                return response;
-            }
-            URI next;
-            try {
-                next = current.resolve(location.get());
-            } catch (IllegalArgumentException e) {
-                throw new HubException(Reason.PROTOCOL,
-                        what + ": bad redirect from " + current + " to '" + location.get() + "'", e);
-            }
-            if (!crossOrigin && !sameOrigin(next, endpoint)) {
-                return response;
-            }
-            current = next;
-        }
-        throw new HubException(Reason.PROTOCOL,
-                what + ": more than " + MAX_REDIRECTS + " redirects from " + uri);
-    }
-
-    private HubException statusError(HttpResponse<?> response, String repoId, String revision, String file) {
-        int status = response.statusCode();
-        HttpHeaders h = response.headers();
-        String code = h.firstValue("X-Error-Code").orElse("");
-        String serverSays = h.firstValue("X-Error-Message").map(m -> " (" + oneLine(m) + ")").orElse("");
-        String from = "HTTP " + status + " from " + response.uri();
-        String target = file == null ? repoId + "@" + revision : repoId + "/" + file;
-        if (code.equals("RepoNotFound")) {
-            return new HubException(Reason.NOT_FOUND,
-                    repoId + ": repository not found at " + endpoint + " (" + from + ")" + serverSays
-                            + ": check the id, or set HF_TOKEN if it is private");
-        }
-        if (code.equals("RevisionNotFound")) {
-            return new HubException(Reason.NOT_FOUND,
-                    repoId + ": revision '" + revision + "' not found (" + from + ")" + serverSays
-                            + ": check the branch, tag or commit");
-        }
-        if (code.equals("GatedRepo") || status == 401 || status == 403) {
-            return new HubException(Reason.UNAUTHORIZED,
-                    target + ": gated or private (" + from + ")" + serverSays + ": "
-                            + (token == null
-                                    ? "set HF_TOKEN (or log in with `hf auth login`) to a token with access"
-                                    : "the token was refused; request access at " + endpoint + "/" + repoId
-                                            + " or set HF_TOKEN to a token with access"));
-        }
-        if (status == 404) {
-            return new HubException(Reason.NOT_FOUND, file == null
-                    ? repoId + ": repository or revision '" + revision + "' not found (" + from + ")"
-                            + serverSays + ": check the id and revision"
-                    : target + ": file not found (" + from + ")" + serverSays);
-        }
-        return new HubException(Reason.HTTP_ERROR,
-                target + ": " + from + serverSays
-                        + (status >= 500 || status == 429 ? ": the hub is busy or down, try again later" : ""));
-    }
-
-    private synchronized HttpClient http() {
-        if (http == null) {
-            http = suppliedHttp != null
-                    ? suppliedHttp
-                    : HttpClient.newBuilder()
-                            .version(HttpClient.Version.HTTP_1_1)
-                            .followRedirects(HttpClient.Redirect.NEVER)
-                            .connectTimeout(etagTimeout)
-                            .proxy(ProxySelector.getDefault())
-                            .build();
-        }
-        return http;
-    }
-
-    private URI resolveUri(String repoId, String revision, String file) {
-        StringBuilder path = new StringBuilder();
-        for (String segment : file.split("/")) {
-            path.append('/').append(encodeSegment(segment));
-        }
-        return URI.create(endpoint + "/" + repoId + "/resolve/" + encodeSegment(revision) + path);
-    }
-
-    /** Percent-encodes everything but RFC 3986 unreserved characters (so {@code /} too). */
-    static String encodeSegment(String text) {
-        StringBuilder sb = new StringBuilder();
-        for (byte b : text.getBytes(StandardCharsets.UTF_8)) {
-            int c = b & 0xff;
-            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-                    || c == '-' || c == '.' || c == '_' || c == '~') {
-                sb.append((char) c);
-            } else {
-                sb.append('%').append(Character.toUpperCase(Character.forDigit(c >> 4, 16)))
-                        .append(Character.toUpperCase(Character.forDigit(c & 0xf, 16)));
-            }
-        }
-        return sb.toString();
-    }
-
-    static boolean sameOrigin(URI a, URI b) {
-        return a.getScheme() != null && a.getScheme().equalsIgnoreCase(b.getScheme())
-                && a.getHost() != null && a.getHost().equalsIgnoreCase(b.getHost())
-                && port(a) == port(b);
-    }
-
-    private static int port(URI uri) {
-        if (uri.getPort() >= 0) {
-            return uri.getPort();
-        }
-        return "https".equalsIgnoreCase(uri.getScheme()) ? 443 : 80;
-    }
-
-    private static String origin(URI uri) {
-        return uri.getScheme() + "://" + uri.getRawAuthority();
-    }
-
-    private static boolean isRedirect(int status) {
-        return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
-    }
-
-    /** Strips a weak marker and quotes: {@code W/"abc"} becomes {@code abc}. */
-    static String normalizeEtag(String etag) {
-        String e = etag.strip();
-        if (e.startsWith("W/")) {
-            e = e.substring(2);
-        }
-        if (e.length() >= 2 && e.startsWith("\"") && e.endsWith("\"")) {
-            e = e.substring(1, e.length() - 1);
-        }
-        return e;
-    }
-
-    private static OptionalLong longHeader(HttpHeaders headers, String name) {
-        Optional<String> value = headers.firstValue(name);
-        if (value.isEmpty()) {
-            return OptionalLong.empty();
-        }
-        try {
-            long v = Long.parseLong(value.get().strip());
-            return v >= 0 ? OptionalLong.of(v) : OptionalLong.empty();
-        } catch (NumberFormatException e) {
-            return OptionalLong.empty();
-        }
-    }
-
-    /**
-     * A failure in a few words: the outer exception's class and the first message found down its
-     * causes. The JDK's HTTP client often has no message at all (a refused connection is a
-     * ConnectException caused by a ClosedChannelException, neither with text); then the classes
-     * of the chain are named.
-     */
-    static String describe(Throwable e) {
-        String outer = e.getClass().getSimpleName();
-        List<String> chain = new ArrayList<>();
-        for (Throwable t = e; t != null && chain.size() < 8; t = t.getCause() == t ? null : t.getCause()) {
-            String message = t.getMessage();
-            if (message != null && !message.isBlank()) {
-                return outer + ": " + oneLine(message);
-            }
-            if (t instanceof java.nio.channels.UnresolvedAddressException) {
-                return outer + ": unknown host";
-            }
-            if (t != e) {
-                chain.add(t.getClass().getSimpleName());
-            }
-        }
-        return chain.isEmpty() ? outer : outer + " (" + String.join(" <- ", chain) + ")";
-    }
-
-    private static String oneLine(String s) {
-        String flat = s.replaceAll("\\s+", " ").strip();
-        return flat.length() > 300 ? flat.substring(0, 300) + "..." : flat;
-    }
-
     private static String abbreviate(List<String> files) {
         if (files.isEmpty()) {
             return "no files";
@@ -741,19 +531,14 @@ public final class HfHubClient {
     }
 
     private static HubException cacheError(String what, IOException e) {
-        return new HubException(Reason.CACHE_IO, what + ": " + describe(e), e);
-    }
-
-    private static HubException interrupted(String what) {
-        Thread.currentThread().interrupt();
-        return new HubException(Reason.INTERRUPTED, "interrupted while fetching " + what);
+        return new HubException(Reason.CACHE_IO, what + ": " + HubHttp.describe(e), e);
     }
 
     private static void sleep(Duration duration, String what) {
         try {
             Thread.sleep(duration.toMillis());
         } catch (InterruptedException e) {
-            throw interrupted(what);
+            throw HubHttp.interrupted(what);
         }
     }
 

@@ -130,7 +130,7 @@ public final class ModelLocator {
             weights = files.anyMatch(p -> p.getFileName().toString().endsWith(".safetensors")
                     && Files.isRegularFile(p));
         } catch (IOException e) {
-            return "cannot be listed (" + HfHubClient.describe(e) + ")";
+            return "cannot be listed (" + HubHttp.describe(e) + ")";
         }
         if (!config && !weights) {
             return "has neither config.json nor *.safetensors";
