@@ -46,7 +46,8 @@ import java.util.regex.Pattern;
  *   <li>unless {@code blobs/{etag}} exists, {@code GET} it (following redirects) into {@code
  *       blobs/{etag}.incomplete}, resuming with {@code Range} from what is there, check the
  *       digest, rename, and link {@code snapshots/{commit}/{file}} to it;
- *   <li>write {@code refs/{revision}} once every file is in place.
+ *   <li>write {@code refs/{revision}} once every file is in place (not when the revision is
+ *       the commit hash itself, like {@code huggingface_hub}).
  * </ol>
  *
  * <p>The token goes only to the endpoint's own origin (scheme, host and port), never to the CDN a
@@ -54,8 +55,11 @@ import java.util.regex.Pattern;
  * hub cannot be reached, a complete cached snapshot of the revision is used with a note. With
  * {@code offline} nothing is asked of the network.
  *
- * <p>Thread-safe: concurrent calls, in this JVM or in other processes (Python included), fetch a
- * given blob once; they queue on {@code {cache}/.locks/...}.
+ * <p>Thread-safe: concurrent calls in this JVM, or in other JVMs using this class, fetch a given
+ * blob once; they queue on {@code {cache}/.locks/...}, the lock files Python uses. Python's
+ * {@code filelock} takes {@code flock(2)} locks, which Java's {@code fcntl} locks do not see, so
+ * a Python download of the same blob at the same moment is not held off; the worst case is a
+ * digest mismatch that deletes the partial file and asks for a rerun.
  */
 public final class HfHubClient {
 
