@@ -144,7 +144,9 @@ public final class Qwen2Tokenizer {
      * Reads a Hugging Face tokenizer.json of the Qwen2 kind: {@code model} BPE with {@code vocab}
      * and {@code merges} (strings {@code "a b"} or two-element arrays), {@code added_tokens},
      * normalizer NFC (or none), pre-tokenizer Split by Qwen2's regex then ByteLevel, decoder
-     * ByteLevel.
+     * ByteLevel. Added tokens get the ids Hugging Face gives them on loading, which are their
+     * {@code id} fields in a consistent file such as Qwen's (see {@code
+     * TokenizerJsonReader#assignIds} for a file whose ids have gaps).
      *
      * @throws io.flinkqwen.engine.weights.ModelFormatException if the file is not such a
      *     tokenizer; the message names the file and the field

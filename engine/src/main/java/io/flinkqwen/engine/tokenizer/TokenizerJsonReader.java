@@ -17,6 +17,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -197,6 +198,7 @@ final class TokenizerJsonReader {
             throw unsupported("decoder is " + shortText(decoder) + ", not ByteLevel");
         }
 
+        added = assignIds(added);
         int size = 0;
         for (int id : vocab.values()) {
             size = Math.max(size, id + 1);
@@ -215,9 +217,38 @@ final class TokenizerJsonReader {
             tokens[e.getValue()] = e.getKey();
         }
         for (AddedToken t : added) {
+            String before = tokens[t.id()];
+            if (before != null && !before.equals(t.content()) && !vocab.containsKey(t.content())) {
+                throw malformed(
+                        "added token '" + t.content() + "' gets id " + t.id() + ", which model.vocab"
+                                + " gives to '" + before + "' (model.vocab has gaps in its ids)");
+            }
             tokens[t.id()] = t.content(); // Hugging Face's id_to_token looks at added tokens first
         }
         return new Contents(tokens, vocab, merges, ignoreMerges, added, nfc);
+    }
+
+    /**
+     * The ids Hugging Face gives the added tokens when it loads the file, which are the ids the
+     * model was trained with. It does not take the {@code id} fields as they are (it only warns
+     * when they differ): a token that is already in the vocabulary keeps that id; a new one gets
+     * the size of the BPE vocabulary, or one more than the largest added id once that is past
+     * it. In a consistent file, like Qwen's, both agree.
+     */
+    private List<AddedToken> assignIds(List<AddedToken> inFileOrder) {
+        Map<String, AddedToken> byContent = new LinkedHashMap<>();
+        int vocabSize = vocab.size();
+        int maxAdded = -1;
+        for (AddedToken t : inFileOrder) {
+            AddedToken known = byContent.get(t.content());
+            Integer id = known != null ? Integer.valueOf(known.id()) : vocab.get(t.content());
+            if (id == null) {
+                id = maxAdded >= 0 && (maxAdded >= vocabSize || vocabSize == 0) ? maxAdded + 1 : vocabSize;
+            }
+            byContent.put(t.content(), new AddedToken(id, t.content(), t.special(), t.normalized()));
+            maxAdded = Math.max(maxAdded, id);
+        }
+        return new ArrayList<>(byContent.values());
     }
 
     private List<AddedToken> readAddedTokens() {
