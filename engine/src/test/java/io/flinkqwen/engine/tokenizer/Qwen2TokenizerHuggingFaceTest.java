@@ -249,6 +249,23 @@ class Qwen2TokenizerHuggingFaceTest {
         }
     }
 
+    /** Ill-formed sequences where decoders are known to differ, one by one. */
+    @Test
+    void decodeOfIllFormedSequencesMatchesHuggingFace() {
+        int[][] sequences = {
+            {0xED, 0xA0, 0x80}, {0xED, 0xA6, 0x41}, {0xE0, 0x80, 0xAF}, {0xC0, 0xAF}, {0xF4, 0x90, 0x80, 0x80},
+            {0xF0, 0x9F, 0x98}, {0xE2, 0x82, 0x41}, {0x61, 0xF1, 0x80, 0x80, 0xE1, 0x80, 0xC2, 0x62, 0x80, 0x63},
+            {0xF0, 0x9F, 0x98, 0x80}, {0xFF}, {0xC3}, {0xE4, 0xB8}
+        };
+        for (int[] bytes : sequences) {
+            int[] ids = new int[bytes.length];
+            for (int k = 0; k < bytes.length; k++) {
+                ids[k] = tokenizer.id(String.valueOf(ByteLevel.charOf(bytes[k]))).getAsInt();
+            }
+            assertEquals(hfDecode(ids), tokenizer.decode(ids), () -> java.util.Arrays.toString(bytes));
+        }
+    }
+
     @Test
     void decodeOfEncodeIsNfcOfText() {
         List<String> texts = new ArrayList<>(TokenizerSamples.fixedSamples());
