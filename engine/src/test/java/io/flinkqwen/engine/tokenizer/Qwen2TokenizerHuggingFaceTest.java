@@ -22,7 +22,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -47,8 +47,12 @@ class Qwen2TokenizerHuggingFaceTest {
     private static HuggingFaceTokenizer huggingFace;
     private static HuggingFaceTokenizer huggingFaceData;
 
-    @BeforeAll
-    static void load() {
+    /**
+     * Per test, not per class, so that without the oracle file every test is reported skipped
+     * with the reason (an aborted {@code @BeforeAll} shows as zero tests). Loads once per JVM.
+     */
+    @BeforeEach
+    void load() {
         tokenizer = RealQwen.ours();
         huggingFace = RealQwen.huggingFace();
         huggingFaceData = RealQwen.huggingFaceWithoutAddedTokens();
