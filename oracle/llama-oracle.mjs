@@ -12,6 +12,8 @@
 // below 1e-5 on F32 models.
 //
 // usage: node llama-oracle.mjs MODEL.gguf STEPS THREADS ID,ID,... [--no-logits]
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 
 const [modelPath, stepsArg, threadsArg, idsArg, ...flags] = process.argv.slice(2);
@@ -65,12 +67,18 @@ async function teacherForcedLogits(ids) {
     return rows;
 }
 
+function packageVersion(name) {
+    const entry = createRequire(import.meta.url).resolve(name);
+    const root = entry.slice(0, entry.lastIndexOf("/node_modules/" + name) + name.length + 14);
+    return JSON.parse(readFileSync(root + "/package.json", "utf8")).version;
+}
+
 const greedyIds = await greedy();
 const logits = wantLogits ? await teacherForcedLogits(prompt.concat(greedyIds)) : [];
 const out = {
     provenance: {
         engine: "llama.cpp via node-llama-cpp",
-        nodeLlamaCpp: (await import("node-llama-cpp/package.json", { with: { type: "json" } })).default.version,
+        nodeLlamaCpp: packageVersion("node-llama-cpp"),
         llamaCppRelease: llama.llamaCppRelease?.release ?? null,
         flashAttention: false,
         kvCache: "F32",

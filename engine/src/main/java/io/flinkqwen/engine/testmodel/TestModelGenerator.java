@@ -35,10 +35,9 @@ import java.util.function.Supplier;
  *
  * <p>Each tensor's values come from its own random stream, seeded by the model seed and the
  * tensor's role, so both formats (and every dtype) hold the same model. Scales are chosen so
- * the model is not degenerate: every residual branch contributes at unit scale, so the output
- * depends on the context and is not dominated by the input token's own embedding (a random
- * tied-embedding model otherwise repeats one token), and logits spread widely enough that
- * greedy decoding has clear winners.
+ * the model is not degenerate: every projection maps unit-scale inputs to unit-scale outputs, the
+ * embedding is small beside the residual branches (so the input token's own embedding does not
+ * dominate), and logits spread over about +-12, so greedy decoding mostly has clear winners.
  */
 public final class TestModelGenerator {
 
@@ -48,8 +47,18 @@ public final class TestModelGenerator {
         HF
     }
 
-    /** A tiny dense shape for tests: GQA (4 query heads over 2 KV heads), 3 layers. */
+    /**
+     * A tiny dense shape for tests: GQA (4 query heads over 2 KV heads), 3 layers, an untied LM
+     * head. Untied because a random tied head votes for repeating the input token (its own
+     * embedding is in the residual stream), and a model that says one token forever checks
+     * little; {@link #tinyTiedConfig()} covers the tied path.
+     */
     public static Qwen2Config tinyConfig() {
+        return new Qwen2Config(512, 128, 256, 3, 4, 2, 1024, 1_000_000.0, 1e-6, false, -1, -1);
+    }
+
+    /** {@link #tinyConfig()} with tied embeddings, as Qwen2-0.5B and 1.5B have. */
+    public static Qwen2Config tinyTiedConfig() {
         return new Qwen2Config(512, 128, 256, 3, 4, 2, 1024, 1_000_000.0, 1e-6, true, -1, -1);
     }
 
@@ -77,6 +86,9 @@ public final class TestModelGenerator {
     public static Qwen2Config preset(String name) {
         if (name.equalsIgnoreCase("tiny")) {
             return tinyConfig();
+        }
+        if (name.equalsIgnoreCase("tiny-tied")) {
+            return tinyTiedConfig();
         }
         return Qwen2Config.preset(name);
     }

@@ -82,10 +82,12 @@ final class GenerateCommand implements Main.Command {
                 prompt = a.ids("prompt-ids");
             } else if (a.flag("chat")) {
                 prompt =
-                        ChatMl.prompt(
-                                model.tokenizer(),
-                                a.has("system") ? a.string("system") : ChatMl.DEFAULT_SYSTEM,
-                                a.string("prompt"));
+                        new ChatMl(model.tokenizer())
+                                .encode(
+                                        List.of(
+                                                ChatMl.Message.system(a.string("system", ChatMl.DEFAULT_SYSTEM_MESSAGE)),
+                                                ChatMl.Message.user(a.string("prompt"))),
+                                        true);
             } else {
                 prompt = model.tokenizer().encodeWithSpecialTokens(a.string("prompt"));
             }

@@ -23,7 +23,7 @@ final class MakeTestModelCommand implements Main.Command {
     public String usage() {
         return String.join(
                 "\n",
-                "usage: flink-qwen make-test-model --arch qwen2 --preset tiny|0.5b|1.5b|7b|72b",
+                "usage: flink-qwen make-test-model --arch qwen2 --preset tiny|tiny-tied|0.5b|1.5b|7b|72b",
                 "         --dtype f32|f16|bf16|q8_0|q4_0 --format gguf|hf --seed N --out PATH",
                 "         [--shard-size BYTES]",
                 "",

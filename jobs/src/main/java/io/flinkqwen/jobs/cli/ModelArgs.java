@@ -6,9 +6,9 @@
 package io.flinkqwen.jobs.cli;
 
 import io.flinkqwen.engine.LoadedModel;
+import io.flinkqwen.engine.hub.ModelLocator;
 import java.io.PrintStream;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.util.Locale;
 
 /** The {@code --model} argument: a local GGUF file, a Hugging Face folder, or a Hugging Face id. */
@@ -17,7 +17,9 @@ final class ModelArgs {
     private ModelArgs() {}
 
     static LoadedModel load(String modelArg, PrintStream err) {
-        Path path = Paths.get(modelArg);
+        // a local file or folder as is; an id such as Qwen/Qwen2-0.5B-Instruct from the hub cache,
+        // downloaded with a progress bar on stderr when missing
+        Path path = ModelLocator.resolve(modelArg);
         long t0 = System.nanoTime();
         LoadedModel model = LoadedModel.open(path);
         err.printf(
