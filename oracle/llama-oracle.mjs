@@ -38,18 +38,38 @@ const contextOptions = {
     sequences: 1,
 };
 
+// Greedy decoding one token at a time through llama.cpp's KV cache: the argmax of its raw
+// logits (ties to the lower id), fed back. Done by hand rather than with sequence.evaluate(),
+// which stops at end-of-generation tokens, so that every run yields exactly STEPS ids.
 async function greedy() {
     const context = await model.createContext(contextOptions);
     const sequence = context.getSequence();
     const out = [];
     if (steps > 0) {
-        for await (const token of sequence.evaluate(prompt, { temperature: 0 })) {
-            out.push(token);
-            if (out.length >= steps) break;
+        const items = prompt.map((id, i) => (i === prompt.length - 1 ? [id, { generateNext: { logits: true } }] : id));
+        let results = await sequence.controlledEvaluate(items);
+        for (let s = 0; s < steps; s++) {
+            const next = argmax(results[results.length - 1].next.logits);
+            out.push(next);
+            if (s + 1 < steps) {
+                results = await sequence.controlledEvaluate([[next, { generateNext: { logits: true } }]]);
+            }
         }
     }
     await context.dispose();
     return out;
+}
+
+function argmax(logits) {
+    let best = -1;
+    let bestValue = -Infinity;
+    for (const [id, value] of logits) {
+        if (value > bestValue || (value === bestValue && id < best)) {
+            best = id;
+            bestValue = value;
+        }
+    }
+    return best;
 }
 
 async function teacherForcedLogits(ids) {
@@ -57,9 +77,8 @@ async function teacherForcedLogits(ids) {
     const sequence = context.getSequence();
     const items = ids.map((id) => [id, { generateNext: { logits: true } }]);
     const results = await sequence.controlledEvaluate(items);
-    const nVocab = model.tokens.size ?? model.fileInsights.tensorInfo?.length;
     const rows = results.map((r) => {
-        const row = new Array(model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length ?? r.next.logits.size).fill(0);
+        const row = new Array(r.next.logits.size).fill(0);
         for (const [id, logit] of r.next.logits) row[id] = logit;
         return row;
     });

@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.engine.testmodel;
 
+import io.flinkqwen.engine.tokenizer.ByteLevel;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -13,8 +14,8 @@ import java.util.Map;
 
 /**
  * A small byte-level BPE vocabulary in Qwen2's shape, for test models that must not need the
- * real 151K-token file: the 256 byte tokens (GPT-2's byte-to-unicode alphabet, in its order, as
- * Qwen's ids 0-255 are), merges learned by a few rounds of BPE on a fixed English and code
+ * real 151K-token file: the 256 byte tokens (GPT-2's byte-to-unicode alphabet, id = byte
+ * value), merges learned by a few rounds of BPE on a fixed English and code
  * sample, Qwen's three special tokens, then {@code [PAD<id>]} fillers up to the embedding rows
  * (as llama.cpp's converter pads Qwen vocabularies).
  */
@@ -59,7 +60,10 @@ public final class SyntheticVocabulary {
         if (size < 256 + 3) {
             throw new IllegalArgumentException("a byte-level vocabulary needs >= 259 ids, got " + size);
         }
-        List<String> tokens = new ArrayList<>(ByteLevel.ALPHABET);
+        List<String> tokens = new ArrayList<>();
+        for (int b = 0; b < 256; b++) {
+            tokens.add(String.valueOf(ByteLevel.charOf(b)));
+        }
         List<String> merges = learnMerges(Math.min(maxMerges, size - 256 - 3));
         for (String m : merges) {
             tokens.add(m.replace(" ", ""));
@@ -85,7 +89,7 @@ public final class SyntheticVocabulary {
         for (String w : SAMPLE.split("(?= )")) {
             List<String> symbols = new ArrayList<>();
             for (byte b : w.getBytes(java.nio.charset.StandardCharsets.UTF_8)) {
-                symbols.add(ByteLevel.ALPHABET.get(ByteLevel.indexOfByte(b & 0xFF)));
+                symbols.add(String.valueOf(ByteLevel.charOf(b)));
             }
             words.merge(symbols, 1, Integer::sum);
         }
@@ -93,13 +97,14 @@ public final class SyntheticVocabulary {
         while (merges.size() < count) {
             Map<String, Integer> pairs = new HashMap<>();
             String best = null;
-            int bestCount = 1; // a pair seen once teaches nothing
+            int bestCount = 0;
             for (Map.Entry<List<String>, Integer> e : words.entrySet()) {
                 List<String> s = e.getKey();
                 for (int i = 0; i + 1 < s.size(); i++) {
                     String pair = s.get(i) + " " + s.get(i + 1);
                     int c = pairs.merge(pair, e.getValue(), Integer::sum);
-                    if (c > bestCount || (c == bestCount && best != null && pair.compareTo(best) < 0)) {
+                    // most frequent first; ties to the smaller pair, so the result is deterministic
+                    if (c > bestCount || (c == bestCount && pair.compareTo(best) < 0)) {
                         bestCount = c;
                         best = pair;
                     }
@@ -157,14 +162,19 @@ public final class SyntheticVocabulary {
         return i;
     }
 
-    /** A Hugging Face {@code tokenizer.json} for this vocabulary, in Qwen2's structure. */
+    /**
+     * A Hugging Face {@code tokenizer.json} for this vocabulary, in Qwen2's structure: the BPE
+     * tokens in {@code model.vocab}, the special tokens and pads in {@code added_tokens}.
+     */
     public Map<String, Object> tokenizerJson() {
         Map<String, Object> root = new LinkedHashMap<>();
         root.put("version", "1.0");
         root.put("truncation", null);
         root.put("padding", null);
         List<Object> added = new ArrayList<>();
-        for (int id = bpeTokens; id < bpeTokens + 3; id++) {
+        // the special tokens, then the pads as added tokens too, so that every embedding row has
+        // a token in both formats (a random model does pick pad rows; decoding must not fail)
+        for (int id = bpeTokens; id < tokens.size(); id++) {
             Map<String, Object> t = new LinkedHashMap<>();
             t.put("id", id);
             t.put("content", tokens.get(id));

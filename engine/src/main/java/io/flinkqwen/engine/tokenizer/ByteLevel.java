@@ -15,7 +15,7 @@ import java.util.Arrays;
  * NBSP, soft hyphen) are written as U+0100 + n in byte order, which is why a space shows up as
  * {@code Ġ} (U+0120) and a newline as {@code Ċ} (U+010A) in the vocabulary.
  */
-final class ByteLevel {
+public final class ByteLevel {
 
     /** Character that stands for each byte value. */
     private static final char[] BYTE_TO_CHAR = new char[256];
@@ -38,7 +38,7 @@ final class ByteLevel {
     private ByteLevel() {}
 
     /** The alphabet character for {@code b} (only the low 8 bits are used). */
-    static char charOf(int b) {
+    public static char charOf(int b) {
         return BYTE_TO_CHAR[b & 0xFF];
     }
 
@@ -48,7 +48,7 @@ final class ByteLevel {
     }
 
     /** The byte-level string of {@code bytes[from, to)}: one character per byte. */
-    static String toByteLevel(byte[] bytes, int from, int to) {
+    public static String toByteLevel(byte[] bytes, int from, int to) {
         char[] chars = new char[to - from];
         for (int i = from; i < to; i++) {
             chars[i - from] = BYTE_TO_CHAR[bytes[i] & 0xFF];

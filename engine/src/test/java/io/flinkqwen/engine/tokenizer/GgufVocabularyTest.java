@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.engine.tokenizer;
 
+import io.flinkqwen.engine.oracle.OracleFiles;
 import static io.flinkqwen.engine.tokenizer.IdAssertions.assertSameIds;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;

@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.engine.tokenizer;
 
+import io.flinkqwen.engine.oracle.OracleFiles;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
