@@ -302,7 +302,7 @@ public final class GgufWriter {
             throw new IllegalStateException("general.alignment must be an integer (UINT32), is " + v.type());
         }
         long a = (Long) v.value();
-        if (a <= 0 || a > (1 << 30) || Long.bitCount(a) != 1) {
+        if (!GgufFile.isValidAlignment(a)) {
             throw new IllegalStateException("general.alignment = " + a + " is not a power of two");
         }
         return (int) a;
