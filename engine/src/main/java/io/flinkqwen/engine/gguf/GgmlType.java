@@ -5,10 +5,9 @@
  */
 package io.flinkqwen.engine.gguf;
 
+import io.flinkqwen.engine.weights.TensorStores;
 import io.flinkqwen.kernels.DType;
-import java.util.Arrays;
 import java.util.Optional;
-import java.util.stream.Collectors;
 
 /**
  * Tensor element types of GGML, by the id a GGUF tensor info stores (ggml.h {@code ggml_type}).
@@ -64,11 +63,7 @@ public enum GgmlType {
     }
 
     /** The readable types, in the order error messages list them. */
-    private static final String SUPPORTED =
-            Arrays.stream(DType.values())
-                    .filter(d -> Arrays.stream(values()).anyMatch(t -> t.dtype().equals(Optional.of(d))))
-                    .map(DType::name)
-                    .collect(Collectors.joining(", "));
+    private static final String SUPPORTED = TensorStores.kernelDTypeNames(values(), GgmlType::dtype);
 
     private final int id;
     private final int blockSize;

@@ -7,8 +7,8 @@ package io.flinkqwen.engine.gguf;
 
 import io.flinkqwen.engine.weights.ModelFormatException;
 import io.flinkqwen.engine.weights.TensorStore;
+import io.flinkqwen.engine.weights.TensorStores;
 import io.flinkqwen.kernels.DType;
-import io.flinkqwen.kernels.Float16;
 import io.flinkqwen.kernels.WeightMatrix;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -16,14 +16,10 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collection;
 import java.util.Collections;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -116,22 +112,11 @@ public final class GgufFile implements TensorStore {
         if (Files.isDirectory(path)) {
             throw new ModelFormatException(path + ": is a folder, expected a .gguf file");
         }
-        FileChannel channel;
-        try {
-            channel = FileChannel.open(path, StandardOpenOption.READ);
-        } catch (NoSuchFileException e) {
-            throw new ModelFormatException(path + ": no such file", e);
-        } catch (IOException e) {
-            throw new UncheckedIOException(path + ": cannot open", e);
-        }
+        FileChannel channel = TensorStores.openForReading(path);
         try {
             return parse(path, channel);
         } catch (RuntimeException | Error e) {
-            try {
-                channel.close();
-            } catch (IOException suppressed) {
-                e.addSuppressed(suppressed);
-            }
+            TensorStores.closeAfterFailure(List.of(channel), e);
             throw e;
         }
     }
@@ -371,7 +356,7 @@ public final class GgufFile implements TensorStore {
             tensors.put(
                     name, new GgufTensorInfo(name, reversed(dimsList.get(i)), typeList.get(i), start, size));
         }
-        checkNoOverlap(r, tensors.values());
+        TensorStores.checkNoOverlap(tensors.values(), "bytes", r::error);
         return new GgufFile(
                 path, channel, (int) version, alignment, dataOffset, metadata, types, elementTypes, tensors);
     }
@@ -513,7 +498,7 @@ public final class GgufFile implements TensorStore {
             throw r.error("metadata general.alignment is " + type + ", expected an integer (UINT32)");
         }
         long a = (Long) value;
-        if (a <= 0 || a > (1 << 30) || Long.bitCount(a) != 1) {
+        if (!isValidAlignment(a)) {
             throw r.error(
                     "metadata general.alignment = " + Long.toUnsignedString(a)
                             + " is not a power of two between 1 and 2^30");
@@ -521,25 +506,9 @@ public final class GgufFile implements TensorStore {
         return (int) a;
     }
 
-    private static void checkNoOverlap(GgufHeaderReader r, Collection<GgufTensorInfo> infos) {
-        List<GgufTensorInfo> byOffset = new ArrayList<>(infos);
-        byOffset.sort(Comparator.comparingLong(GgufTensorInfo::offset));
-        for (int i = 1; i < byOffset.size(); i++) {
-            GgufTensorInfo a = byOffset.get(i - 1);
-            GgufTensorInfo b = byOffset.get(i);
-            if (a.offset() + a.sizeBytes() > b.offset()) {
-                throw r.error(
-                        String.format(
-                                "the data of tensors '%s' (bytes [%d, %d)) and '%s' (bytes [%d, %d))"
-                                        + " overlap",
-                                a.name(),
-                                a.offset(),
-                                a.offset() + a.sizeBytes(),
-                                b.name(),
-                                b.offset(),
-                                b.offset() + b.sizeBytes()));
-            }
-        }
+    /** A power of two from 1 to 2^30: the alignments the reader and writer accept. */
+    static boolean isValidAlignment(long a) {
+        return a > 0 && a <= (1 << 30) && Long.bitCount(a) == 1;
     }
 
     static long align(long position, long alignment) {
@@ -821,32 +790,7 @@ public final class GgufFile implements TensorStore {
 
     /** The info of one tensor, or a {@link ModelFormatException} naming it and near names. */
     public GgufTensorInfo tensor(String name) {
-        GgufTensorInfo t = tensors.get(name);
-        if (t == null) {
-            throw new ModelFormatException(missingMessage(name));
-        }
-        return t;
-    }
-
-    private String missingMessage(String name) {
-        // Show the names closest to the one asked for: usually a naming-scheme mismatch
-        // (HF "model.layers.0..." vs GGUF "blk.0...") or an off-by-one layer.
-        List<String> all = new ArrayList<>(tensors.keySet());
-        List<String> near = new ArrayList<>(all);
-        near.sort(Comparator.comparingInt((String n) -> -commonPrefix(n, name)));
-        String examples = near.stream().limit(5).collect(Collectors.joining(", "));
-        return String.format(
-                "%s has no tensor '%s' (model has %d tensors%s)",
-                path, name, all.size(), all.isEmpty() ? "" : ", e.g. " + examples);
-    }
-
-    private static int commonPrefix(String a, String b) {
-        int n = Math.min(a.length(), b.length());
-        int i = 0;
-        while (i < n && a.charAt(i) == b.charAt(i)) {
-            i++;
-        }
-        return i;
+        return TensorStores.require(tensors, name, path);
     }
 
     @Override
@@ -873,45 +817,25 @@ public final class GgufFile implements TensorStore {
     public WeightMatrix matrix(String name, int rows, int cols) {
         checkOpen();
         GgufTensorInfo t = tensor(name);
-        long[] shape = t.shape();
-        if (shape.length != 2 || shape[0] != rows || shape[1] != cols) {
-            throw new ModelFormatException(
-                    String.format(
-                            "tensor %s in %s has shape %s, expected [%d, %d]",
-                            name, path, Arrays.toString(shape), rows, cols));
-        }
-        DType dtype = dtypeOf(t);
-        try {
-            return WeightMatrix.map(channel, t.offset(), dtype, rows, cols);
-        } catch (IOException e) {
-            throw new UncheckedIOException(path + ": cannot map tensor " + name, e);
-        }
+        TensorStores.checkShape(t, path, rows, cols);
+        return TensorStores.mapMatrix(channel, path, t, dtypeOf(t), rows, cols);
     }
 
     @Override
     public float[] vector(String name, int length) {
         checkOpen();
         GgufTensorInfo t = tensor(name);
-        long[] shape = t.shape();
-        if (shape.length != 1 || shape[0] != length) {
-            throw new ModelFormatException(
-                    String.format(
-                            "tensor %s in %s has shape %s, expected [%d]",
-                            name, path, Arrays.toString(shape), length));
-        }
+        TensorStores.checkShape(t, path, length);
         DType dtype = dtypeOf(t);
         ByteBuffer bytes = ByteBuffer.allocate(Math.toIntExact(t.sizeBytes())).order(ByteOrder.LITTLE_ENDIAN);
         try {
-            while (bytes.hasRemaining()) {
-                if (channel.read(bytes, t.offset() + bytes.position()) < 0) {
-                    throw new ModelFormatException(path + ": truncated while reading tensor " + name);
-                }
+            if (!TensorStores.readFully(channel, bytes, t.offset())) {
+                throw new ModelFormatException(path + ": truncated while reading tensor " + name);
             }
         } catch (IOException e) {
             throw new UncheckedIOException(path + ": cannot read tensor " + name, e);
         }
-        bytes.flip();
-        return decode(bytes, dtype, length);
+        return TensorStores.decode(bytes.flip(), dtype, length);
     }
 
     /**
@@ -923,74 +847,11 @@ public final class GgufFile implements TensorStore {
      */
     public ByteBuffer tensorData(String name) {
         checkOpen();
-        GgufTensorInfo t = tensor(name);
-        if (t.sizeBytes() > Integer.MAX_VALUE) {
-            throw new ModelFormatException(
-                    String.format(
-                            "tensor %s in %s has %d bytes, more than one buffer holds; map it with"
-                                    + " matrix()",
-                            name, path, t.sizeBytes()));
-        }
-        try {
-            return channel.map(FileChannel.MapMode.READ_ONLY, t.offset(), t.sizeBytes())
-                    .order(ByteOrder.LITTLE_ENDIAN);
-        } catch (IOException e) {
-            throw new UncheckedIOException(path + ": cannot map tensor " + name, e);
-        }
+        return TensorStores.mapBytes(channel, path, tensor(name));
     }
 
     private DType dtypeOf(GgufTensorInfo t) {
-        return t.type()
-                .dtype()
-                .orElseThrow(
-                        () ->
-                                new ModelFormatException(
-                                        String.format(
-                                                "tensor %s in %s: %s",
-                                                t.name(), path, t.type().notSupportedMessage())));
-    }
-
-    /** Decodes {@code n} values of {@code dtype} from {@code bytes} (little-endian) to floats. */
-    static float[] decode(ByteBuffer bytes, DType dtype, int n) {
-        float[] out = new float[n];
-        switch (dtype) {
-            case F32:
-                bytes.asFloatBuffer().get(out);
-                break;
-            case F16:
-                for (int i = 0; i < n; i++) {
-                    out[i] = Float16.toFloat(bytes.getShort(2 * i));
-                }
-                break;
-            case BF16:
-                for (int i = 0; i < n; i++) {
-                    out[i] = Float16.bf16ToFloat(bytes.getShort(2 * i));
-                }
-                break;
-            case Q8_0:
-                for (int b = 0; b < n / 32; b++) {
-                    int base = b * 34;
-                    float d = Float16.toFloat(bytes.getShort(base));
-                    for (int j = 0; j < 32; j++) {
-                        out[b * 32 + j] = d * bytes.get(base + 2 + j);
-                    }
-                }
-                break;
-            case Q4_0:
-                for (int b = 0; b < n / 32; b++) {
-                    int base = b * 18;
-                    float d = Float16.toFloat(bytes.getShort(base));
-                    for (int j = 0; j < 16; j++) {
-                        int q = bytes.get(base + 2 + j) & 0xFF;
-                        out[b * 32 + j] = d * ((q & 0x0F) - 8);
-                        out[b * 32 + j + 16] = d * ((q >>> 4) - 8);
-                    }
-                }
-                break;
-            default:
-                throw new UnsupportedOperationException("decoding " + dtype + " is not supported yet");
-        }
-        return out;
+        return TensorStores.kernelDType(t, path, t.type().dtype(), t.type()::notSupportedMessage);
     }
 
     private void checkOpen() {
@@ -1003,11 +864,7 @@ public final class GgufFile implements TensorStore {
     @Override
     public void close() {
         closed = true;
-        try {
-            channel.close();
-        } catch (IOException e) {
-            throw new UncheckedIOException(path + ": cannot close", e);
-        }
+        TensorStores.closeAll(List.of(channel), path);
     }
 
     @Override

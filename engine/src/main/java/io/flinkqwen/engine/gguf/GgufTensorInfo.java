@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.engine.gguf;
 
+import io.flinkqwen.engine.weights.TensorInfo;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -18,7 +19,8 @@ import java.util.Objects;
  * @param offset absolute file offset of the first data byte (not relative to the data section)
  * @param sizeBytes bytes of data
  */
-public record GgufTensorInfo(String name, long[] shape, GgmlType type, long offset, long sizeBytes) {
+public record GgufTensorInfo(String name, long[] shape, GgmlType type, long offset, long sizeBytes)
+        implements TensorInfo {
 
     public GgufTensorInfo {
         Objects.requireNonNull(name, "name");
@@ -29,20 +31,6 @@ public record GgufTensorInfo(String name, long[] shape, GgmlType type, long offs
     @Override
     public long[] shape() {
         return shape.clone();
-    }
-
-    /** Number of dimensions. */
-    public int rank() {
-        return shape.length;
-    }
-
-    /** Product of the dimensions. */
-    public long elementCount() {
-        long n = 1;
-        for (long d : shape) {
-            n *= d;
-        }
-        return n;
     }
 
     @Override

@@ -5,17 +5,16 @@
  */
 package io.flinkqwen.engine.gguf;
 
+import static io.flinkqwen.engine.weights.ModelFileWriting.suppliedData;
+import static io.flinkqwen.engine.weights.ModelFileWriting.writeFully;
+
+import io.flinkqwen.engine.weights.ModelFileWriting;
 import io.flinkqwen.kernels.DType;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -302,7 +301,7 @@ public final class GgufWriter {
             throw new IllegalStateException("general.alignment must be an integer (UINT32), is " + v.type());
         }
         long a = (Long) v.value();
-        if (a <= 0 || a > (1 << 30) || Long.bitCount(a) != 1) {
+        if (!GgufFile.isValidAlignment(a)) {
             throw new IllegalStateException("general.alignment = " + a + " is not a power of two");
         }
         return (int) a;
@@ -359,57 +358,23 @@ public final class GgufWriter {
      */
     public void write(Path file) throws IOException {
         Layout layout = layout();
-        Path target = file.toAbsolutePath();
-        Path dir = target.getParent();
-        Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-                writeFully(ch, ByteBuffer.wrap(layout.header()));
-                long position = layout.header().length;
-                int alignment = alignment();
-                for (Tensor t : tensors.values()) {
-                    ByteBuffer data = t.data().get();
-                    if (data == null || data.remaining() != t.sizeBytes()) {
-                        throw new IllegalStateException(
-                                String.format(
-                                        "tensor '%s' (%s %s) needs %d bytes, its data supplier gave %s",
-                                        t.name(),
-                                        t.type(),
-                                        Arrays.toString(t.shape()),
-                                        t.sizeBytes(),
-                                        data == null ? "null" : data.remaining() + " bytes"));
+        ModelFileWriting.writeAtomically(
+                file,
+                ch -> {
+                    writeFully(ch, ByteBuffer.wrap(layout.header()));
+                    long position = layout.header().length;
+                    int alignment = alignment();
+                    for (Tensor t : tensors.values()) {
+                        writeFully(ch, suppliedData(t.name(), t.type(), t.shape(), t.sizeBytes(), t.data()));
+                        position += t.sizeBytes();
+                        long padded = GgufFile.align(position, alignment);
+                        writeFully(ch, ByteBuffer.allocate((int) (padded - position)));
+                        position = padded;
                     }
-                    writeFully(ch, data.duplicate());
-                    position += t.sizeBytes();
-                    long padded = GgufFile.align(position, alignment);
-                    writeFully(ch, ByteBuffer.allocate((int) (padded - position)));
-                    position = padded;
-                }
-                if (position != layout.fileSize()) {
-                    throw new AssertionError(position + " != " + layout.fileSize());
-                }
-                ch.force(true);
-            }
-            moveIntoPlace(tmp, target);
-        } catch (IOException | RuntimeException | Error e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
-    }
-
-    static void moveIntoPlace(Path tmp, Path target) throws IOException {
-        try {
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-        }
-    }
-
-    private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            ch.write(b);
-        }
+                    if (position != layout.fileSize()) {
+                        throw new AssertionError(position + " != " + layout.fileSize());
+                    }
+                });
     }
 
     private static void writeScalar(Out out, GgufValueType type, Object value) {

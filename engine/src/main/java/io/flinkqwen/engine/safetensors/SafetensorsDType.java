@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.engine.safetensors;
 
+import io.flinkqwen.engine.weights.TensorStores;
 import io.flinkqwen.kernels.DType;
 import java.util.Arrays;
 import java.util.Optional;
@@ -39,6 +40,9 @@ public enum SafetensorsDType {
 
     static final String KNOWN =
             Arrays.stream(values()).map(Enum::name).collect(Collectors.joining(", "));
+
+    /** The dtypes the kernels read, in the order error messages list them. */
+    private static final String SUPPORTED = TensorStores.kernelDTypeNames(values(), SafetensorsDType::dtype);
 
     private final int bits;
 
@@ -92,6 +96,11 @@ public enum SafetensorsDType {
             default:
                 return Optional.empty();
         }
+    }
+
+    /** "dtype I8 is not supported (supported: F32, F16, BF16)". */
+    String notSupportedMessage() {
+        return "dtype " + name() + " is not supported (supported: " + SUPPORTED + ")";
     }
 
     /** The dtype with this header name (case-sensitive, as the format is), or empty. */

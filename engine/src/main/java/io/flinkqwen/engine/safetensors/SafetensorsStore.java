@@ -12,8 +12,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import io.flinkqwen.engine.weights.ModelFormatException;
 import io.flinkqwen.engine.weights.TensorStore;
+import io.flinkqwen.engine.weights.TensorStores;
 import io.flinkqwen.kernels.DType;
-import io.flinkqwen.kernels.Float16;
 import io.flinkqwen.kernels.WeightMatrix;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -23,11 +23,9 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -132,14 +130,14 @@ public final class SafetensorsStore implements TensorStore {
     }
 
     private static SafetensorsStore openSingle(Path source, Path file) {
-        FileChannel ch = openChannel(file);
+        FileChannel ch = TensorStores.openForReading(file);
         try {
             Header h = readHeader(file, ch);
             Map<Path, FileChannel> channels = new LinkedHashMap<>();
             channels.put(file, ch);
             return new SafetensorsStore(source, new LinkedHashMap<>(h.tensors()), channels, h.metadata(), Map.of());
         } catch (RuntimeException | Error e) {
-            closeQuietly(List.of(ch), e);
+            TensorStores.closeAfterFailure(List.of(ch), e);
             throw e;
         }
     }
@@ -197,7 +195,7 @@ public final class SafetensorsStore implements TensorStore {
             Map<String, Header> headers = new LinkedHashMap<>();
             Map<String, String> metadata = new LinkedHashMap<>();
             for (Map.Entry<String, Path> e : shardPaths.entrySet()) {
-                FileChannel ch = openChannel(e.getValue());
+                FileChannel ch = TensorStores.openForReading(e.getValue());
                 channels.put(e.getValue(), ch);
                 Header h = readHeader(e.getValue(), ch);
                 headers.put(e.getKey(), h);
@@ -219,7 +217,7 @@ public final class SafetensorsStore implements TensorStore {
             }
             return new SafetensorsStore(source, tensors, channels, metadata, indexMetadata);
         } catch (RuntimeException | Error e) {
-            closeQuietly(channels.values(), e);
+            TensorStores.closeAfterFailure(channels.values(), e);
             throw e;
         }
     }
@@ -254,26 +252,6 @@ public final class SafetensorsStore implements TensorStore {
                     String.format("%s: the %s is not a JSON object", file, what));
         }
         return root;
-    }
-
-    private static FileChannel openChannel(Path file) {
-        try {
-            return FileChannel.open(file, StandardOpenOption.READ);
-        } catch (NoSuchFileException e) {
-            throw new ModelFormatException(file + ": no such file", e);
-        } catch (IOException e) {
-            throw new UncheckedIOException(file + ": cannot open", e);
-        }
-    }
-
-    private static void closeQuietly(Iterable<FileChannel> channels, Throwable failure) {
-        for (FileChannel ch : channels) {
-            try {
-                ch.close();
-            } catch (IOException suppressed) {
-                failure.addSuppressed(suppressed);
-            }
-        }
     }
 
     /** Reads and checks the header of one file. */
@@ -348,7 +326,8 @@ public final class SafetensorsStore implements TensorStore {
             }
             tensors.put(name, parseTensor(file, name, node, dataStart, dataBytes));
         }
-        checkNoOverlap(file, tensors.values());
+        TensorStores.checkNoOverlap(
+                tensors.values(), "file bytes", problem -> new ModelFormatException(file + ": " + problem));
         return new Header(tensors, metadata);
     }
 
@@ -434,44 +413,13 @@ public final class SafetensorsStore implements TensorStore {
         return out;
     }
 
-    private static void checkNoOverlap(Path file, Iterable<SafetensorsTensorInfo> infos) {
-        List<SafetensorsTensorInfo> byOffset = new ArrayList<>();
-        for (SafetensorsTensorInfo t : infos) {
-            if (t.sizeBytes() > 0) {
-                byOffset.add(t);
-            }
-        }
-        byOffset.sort(Comparator.comparingLong(SafetensorsTensorInfo::offset));
-        for (int i = 1; i < byOffset.size(); i++) {
-            SafetensorsTensorInfo a = byOffset.get(i - 1);
-            SafetensorsTensorInfo b = byOffset.get(i);
-            if (a.offset() + a.sizeBytes() > b.offset()) {
-                throw new ModelFormatException(
-                        String.format(
-                                "%s: the data of tensors '%s' (file bytes [%d, %d)) and '%s' (file bytes"
-                                        + " [%d, %d)) overlap",
-                                file,
-                                a.name(),
-                                a.offset(),
-                                a.offset() + a.sizeBytes(),
-                                b.name(),
-                                b.offset(),
-                                b.offset() + b.sizeBytes()));
-            }
-        }
-    }
-
     private static void readFully(FileChannel ch, ByteBuffer dst, long position, Path file)
             throws IOException {
-        long start = position;
-        while (dst.hasRemaining()) {
-            int r = ch.read(dst, start + dst.position());
-            if (r < 0) {
-                throw new ModelFormatException(
-                        String.format(
-                                "%s: truncated at byte %d while reading %d bytes at byte %d",
-                                file, start + dst.position(), dst.capacity(), position));
-            }
+        if (!TensorStores.readFully(ch, dst, position)) {
+            throw new ModelFormatException(
+                    String.format(
+                            "%s: truncated at byte %d while reading %d bytes at byte %d",
+                            file, position + dst.position(), dst.capacity(), position));
         }
     }
 
@@ -503,30 +451,7 @@ public final class SafetensorsStore implements TensorStore {
 
     /** One tensor's info, or a {@link ModelFormatException} naming it and near names. */
     public SafetensorsTensorInfo tensor(String name) {
-        SafetensorsTensorInfo t = tensors.get(name);
-        if (t == null) {
-            List<String> near = new ArrayList<>(tensors.keySet());
-            near.sort(Comparator.comparingInt((String n) -> -commonPrefix(n, name)));
-            throw new ModelFormatException(
-                    String.format(
-                            "%s has no tensor '%s' (model has %d tensors%s)",
-                            source,
-                            name,
-                            tensors.size(),
-                            near.isEmpty()
-                                    ? ""
-                                    : ", e.g. " + near.stream().limit(5).collect(Collectors.joining(", "))));
-        }
-        return t;
-    }
-
-    private static int commonPrefix(String a, String b) {
-        int n = Math.min(a.length(), b.length());
-        int i = 0;
-        while (i < n && a.charAt(i) == b.charAt(i)) {
-            i++;
-        }
-        return i;
+        return TensorStores.require(tensors, name, source);
     }
 
     @Override
@@ -553,32 +478,15 @@ public final class SafetensorsStore implements TensorStore {
     public WeightMatrix matrix(String name, int rows, int cols) {
         checkOpen();
         SafetensorsTensorInfo t = tensor(name);
-        long[] shape = t.shape();
-        if (shape.length != 2 || shape[0] != rows || shape[1] != cols) {
-            throw new ModelFormatException(
-                    String.format(
-                            "tensor %s in %s has shape %s, expected [%d, %d]",
-                            name, t.file(), Arrays.toString(shape), rows, cols));
-        }
-        DType dtype = dtypeOf(t);
-        try {
-            return WeightMatrix.map(channels.get(t.file()), t.offset(), dtype, rows, cols);
-        } catch (IOException e) {
-            throw new UncheckedIOException(t.file() + ": cannot map tensor " + name, e);
-        }
+        TensorStores.checkShape(t, t.file(), rows, cols);
+        return TensorStores.mapMatrix(channels.get(t.file()), t.file(), t, dtypeOf(t), rows, cols);
     }
 
     @Override
     public float[] vector(String name, int length) {
         checkOpen();
         SafetensorsTensorInfo t = tensor(name);
-        long[] shape = t.shape();
-        if (shape.length != 1 || shape[0] != length) {
-            throw new ModelFormatException(
-                    String.format(
-                            "tensor %s in %s has shape %s, expected [%d]",
-                            name, t.file(), Arrays.toString(shape), length));
-        }
+        TensorStores.checkShape(t, t.file(), length);
         DType dtype = dtypeOf(t);
         ByteBuffer bytes = ByteBuffer.allocate(Math.toIntExact(t.sizeBytes())).order(ByteOrder.LITTLE_ENDIAN);
         try {
@@ -586,26 +494,7 @@ public final class SafetensorsStore implements TensorStore {
         } catch (IOException e) {
             throw new UncheckedIOException(t.file() + ": cannot read tensor " + name, e);
         }
-        float[] out = new float[length];
-        switch (dtype) {
-            case F32:
-                bytes.flip();
-                bytes.asFloatBuffer().get(out);
-                break;
-            case F16:
-                for (int i = 0; i < length; i++) {
-                    out[i] = Float16.toFloat(bytes.getShort(2 * i));
-                }
-                break;
-            case BF16:
-                for (int i = 0; i < length; i++) {
-                    out[i] = Float16.bf16ToFloat(bytes.getShort(2 * i));
-                }
-                break;
-            default:
-                throw new AssertionError(dtype);
-        }
-        return out;
+        return TensorStores.decode(bytes.flip(), dtype, length);
     }
 
     /**
@@ -617,32 +506,11 @@ public final class SafetensorsStore implements TensorStore {
     public ByteBuffer tensorData(String name) {
         checkOpen();
         SafetensorsTensorInfo t = tensor(name);
-        if (t.sizeBytes() > Integer.MAX_VALUE) {
-            throw new ModelFormatException(
-                    String.format(
-                            "tensor %s in %s has %d bytes, more than one buffer holds; map it with"
-                                    + " matrix()",
-                            name, t.file(), t.sizeBytes()));
-        }
-        try {
-            return channels.get(t.file())
-                    .map(FileChannel.MapMode.READ_ONLY, t.offset(), t.sizeBytes())
-                    .order(ByteOrder.LITTLE_ENDIAN);
-        } catch (IOException e) {
-            throw new UncheckedIOException(t.file() + ": cannot map tensor " + name, e);
-        }
+        return TensorStores.mapBytes(channels.get(t.file()), t.file(), t);
     }
 
     private DType dtypeOf(SafetensorsTensorInfo t) {
-        return t.dtype()
-                .dtype()
-                .orElseThrow(
-                        () ->
-                                new ModelFormatException(
-                                        String.format(
-                                                "tensor %s in %s: dtype %s is not supported (supported:"
-                                                        + " F32, F16, BF16)",
-                                                t.name(), t.file(), t.dtype())));
+        return TensorStores.kernelDType(t, t.file(), t.dtype().dtype(), t.dtype()::notSupportedMessage);
     }
 
     private void checkOpen() {
@@ -655,21 +523,7 @@ public final class SafetensorsStore implements TensorStore {
     @Override
     public void close() {
         closed = true;
-        IOException failure = null;
-        for (FileChannel ch : channels.values()) {
-            try {
-                ch.close();
-            } catch (IOException e) {
-                if (failure == null) {
-                    failure = e;
-                } else {
-                    failure.addSuppressed(e);
-                }
-            }
-        }
-        if (failure != null) {
-            throw new UncheckedIOException(source + ": cannot close", failure);
-        }
+        TensorStores.closeAll(channels.values(), source);
     }
 
     @Override

@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.engine.safetensors;
 
+import io.flinkqwen.engine.weights.TensorInfo;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Objects;
@@ -20,7 +21,8 @@ import java.util.Objects;
  * @param sizeBytes bytes of data
  */
 public record SafetensorsTensorInfo(
-        String name, SafetensorsDType dtype, long[] shape, Path file, long offset, long sizeBytes) {
+        String name, SafetensorsDType dtype, long[] shape, Path file, long offset, long sizeBytes)
+        implements TensorInfo {
 
     public SafetensorsTensorInfo {
         Objects.requireNonNull(name, "name");
@@ -32,20 +34,6 @@ public record SafetensorsTensorInfo(
     @Override
     public long[] shape() {
         return shape.clone();
-    }
-
-    /** Number of dimensions (0 for a scalar). */
-    public int rank() {
-        return shape.length;
-    }
-
-    /** Product of the dimensions (1 for a scalar). */
-    public long elementCount() {
-        long n = 1;
-        for (long d : shape) {
-            n *= d;
-        }
-        return n;
     }
 
     @Override

@@ -5,22 +5,22 @@
  */
 package io.flinkqwen.engine.safetensors;
 
+import static io.flinkqwen.engine.weights.ModelFileWriting.suppliedData;
+import static io.flinkqwen.engine.weights.ModelFileWriting.writeFully;
+
 import com.fasterxml.jackson.core.util.DefaultIndenter;
 import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
 import com.fasterxml.jackson.core.util.Separators;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.flinkqwen.engine.weights.ModelFileWriting;
 import io.flinkqwen.kernels.DType;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -194,13 +194,14 @@ public final class SafetensorsWriter {
                         .writeValueAsString(index)
                         .concat("\n")
                         .getBytes(StandardCharsets.UTF_8);
-        writeAtomically(target.resolve(SafetensorsStore.INDEX_FILE), ch -> writeFully(ch, ByteBuffer.wrap(json)));
+        ModelFileWriting.writeAtomically(
+                target.resolve(SafetensorsStore.INDEX_FILE), ch -> writeFully(ch, ByteBuffer.wrap(json)));
         return files;
     }
 
     private void writeFile(Path file, List<Tensor> shard) throws IOException {
         byte[] header = header(shard);
-        writeAtomically(
+        ModelFileWriting.writeAtomically(
                 file,
                 ch -> {
                     ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
@@ -208,49 +209,8 @@ public final class SafetensorsWriter {
                     writeFully(ch, len);
                     writeFully(ch, ByteBuffer.wrap(header));
                     for (Tensor t : shard) {
-                        ByteBuffer data = t.data().get();
-                        if (data == null || data.remaining() != t.sizeBytes()) {
-                            throw new IllegalStateException(
-                                    String.format(
-                                            "tensor '%s' (%s %s) needs %d bytes, its data supplier gave %s",
-                                            t.name(),
-                                            t.dtype(),
-                                            Arrays.toString(t.shape()),
-                                            t.sizeBytes(),
-                                            data == null ? "null" : data.remaining() + " bytes"));
-                        }
-                        writeFully(ch, data.duplicate());
+                        writeFully(ch, suppliedData(t.name(), t.dtype(), t.shape(), t.sizeBytes(), t.data()));
                     }
                 });
-    }
-
-    private interface Body {
-        void write(FileChannel ch) throws IOException;
-    }
-
-    private static void writeAtomically(Path target, Body body) throws IOException {
-        Path dir = target.getParent();
-        Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-                body.write(ch);
-                ch.force(true);
-            }
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-            }
-        } catch (IOException | RuntimeException | Error e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
-    }
-
-    private static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            ch.write(b);
-        }
     }
 }
