@@ -6,10 +6,11 @@
 package io.flinkqwen.engine.gguf;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.flinkqwen.engine.oracle.OracleFiles;
 import io.flinkqwen.kernels.DType;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -25,8 +26,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Our writer's files read by an independent GGUF parser: node-llama-cpp's {@code
- * readGgufFileInfo} (JavaScript, from the oracle npm packages). Skipped, saying why, where the
- * oracle packages are not installed ({@code npm ci} in {@code oracle/}).
+ * readGgufFileInfo} (JavaScript, from the oracle npm packages). Where those are not installed
+ * ({@code npm ci} in {@code oracle/}) it is skipped saying why, or fails in CI (see {@link
+ * OracleFiles}).
  */
 class GgufIndependentReaderTest {
 
@@ -41,13 +43,8 @@ class GgufIndependentReaderTest {
     @TempDir Path dir;
 
     private static Path oracleDir() {
-        String prop = System.getProperty("flinkqwen.oracle.dir");
-        assumeTrue(prop != null, "flinkqwen.oracle.dir is not set (run through Maven)");
-        Path oracle = Paths.get(prop);
-        assumeTrue(
-                Files.isDirectory(oracle.resolve("node_modules/node-llama-cpp")),
-                "node-llama-cpp is not installed in " + oracle + " (run npm ci there)");
-        return oracle;
+        // fails in CI, skips (saying why) elsewhere, when the npm packages are missing
+        return OracleFiles.nodeLlamaCpp().getParent().getParent();
     }
 
     private static JsonNode readWithNode(Path oracle, Path file) throws IOException, InterruptedException {
@@ -59,11 +56,10 @@ class GgufIndependentReaderTest {
                             .redirectError(ProcessBuilder.Redirect.INHERIT)
                             .start();
         } catch (IOException e) {
-            assumeTrue(false, "node is not on the PATH: " + e.getMessage());
-            throw e;
+            throw new IOException("node is not on the PATH (needed for the GGUF cross-check): " + e.getMessage(), e);
         }
         byte[] out = p.getInputStream().readAllBytes();
-        assumeTrue(p.waitFor(120, TimeUnit.SECONDS), "node did not finish");
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "node did not finish in 120 s");
         assertEquals(0, p.exitValue(), "node exit status");
         return new ObjectMapper().readTree(new String(out, StandardCharsets.UTF_8));
     }
