@@ -54,7 +54,7 @@ public final class OracleFiles {
         }
         String reason =
                 "oracle file " + relative + " not found in " + dir() + " (system property " + PROPERTY
-                        + "); run `npm ci --omit=optional` in oracle/ (or pass -Doracle.dir=<dir with"
+                        + "); run `NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional` in oracle/ (or pass -Doracle.dir=<dir with"
                         + " node_modules>)";
         if ("true".equals(System.getenv("CI"))) {
             fail(reason);
