@@ -27,7 +27,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Our writer's files read by an independent GGUF parser: node-llama-cpp's {@code
  * readGgufFileInfo} (JavaScript, from the oracle npm packages). Where those are not installed
- * ({@code npm ci} in {@code oracle/}) it is skipped saying why, or fails in CI (see {@link
+ * ({@code npm install} in {@code oracle/}) it is skipped saying why, or fails in CI (see {@link
  * OracleFiles}).
  */
 class GgufIndependentReaderTest {
