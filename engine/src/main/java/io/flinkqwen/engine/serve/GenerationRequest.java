@@ -1,0 +1,33 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.serve;
+
+import io.flinkqwen.engine.generate.SamplingParams;
+import java.util.Objects;
+
+/**
+ * One generation asked of an {@link InferenceEngine}.
+ *
+ * @param id the caller's id, echoed in the result and in error messages (a Flink record id)
+ * @param promptIds the prompt, already tokenized; copied
+ * @param params sampling, stop tokens and the limit of new tokens
+ */
+public record GenerationRequest(String id, int[] promptIds, SamplingParams params) {
+
+    public GenerationRequest {
+        Objects.requireNonNull(id, "id");
+        Objects.requireNonNull(params, "params");
+        if (promptIds == null || promptIds.length == 0) {
+            throw new IllegalArgumentException("request " + id + ": the prompt is empty");
+        }
+        promptIds = promptIds.clone();
+    }
+
+    @Override
+    public int[] promptIds() {
+        return promptIds.clone();
+    }
+}

@@ -1,0 +1,155 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.serve;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.flinkqwen.engine.LoadedModel;
+import io.flinkqwen.engine.generate.Generator;
+import io.flinkqwen.engine.generate.SamplingParams;
+import io.flinkqwen.engine.testmodel.TestModelGenerator;
+import io.flinkqwen.kernels.DType;
+import io.flinkqwen.kernels.KernelPool;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ContinuousBatchingEngineTest {
+
+    @TempDir static Path dir;
+    static LoadedModel model;
+    static KernelPool pool;
+
+    @BeforeAll
+    static void load() throws Exception {
+        Path gguf = dir.resolve("tiny.gguf");
+        new TestModelGenerator(TestModelGenerator.tinyConfig(), 8).write(TestModelGenerator.Format.GGUF, DType.F32, gguf, 0);
+        model = LoadedModel.open(gguf);
+        pool = new KernelPool(2);
+    }
+
+    @AfterAll
+    static void close() {
+        model.close();
+        pool.close();
+    }
+
+    private static SamplingParams params(int i) {
+        // a mix of greedy and seeded sampling, different lengths
+        return i % 2 == 0
+                ? SamplingParams.greedy(4 + i % 7)
+                : new SamplingParams(0.9f, 20, 0.95f, 1000 + i, 3 + i % 5, null);
+    }
+
+    private static int[] prompt(int i) {
+        int[] p = new int[3 + i % 4];
+        for (int j = 0; j < p.length; j++) {
+            p[j] = (17 * i + 31 * j) % 500;
+        }
+        return p;
+    }
+
+    @Test
+    void manyConcurrentRequestsGiveTheIdsOfSequentialGeneration() throws Exception {
+        int n = 12;
+        List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 4, n)) {
+            for (int i = 0; i < n; i++) {
+                futures.add(engine.submit(new GenerationRequest("r" + i, prompt(i), params(i))));
+            }
+            CompletableFuture.allOf(futures.toArray(new CompletableFuture[0])).get(60, TimeUnit.SECONDS);
+            assertEquals(0, engine.inFlight());
+            // 12 requests of up to 11 tokens, 4 at a time: far fewer steps than run one by one
+            long sequentialSteps = 0;
+            for (int i = 0; i < n; i++) {
+                sequentialSteps += params(i).maxNewTokens();
+            }
+            assertTrue(engine.steps() < sequentialSteps, engine.steps() + " steps vs " + sequentialSteps);
+        }
+        Generator alone = new Generator(model.newForward(pool, 16));
+        for (int i = 0; i < n; i++) {
+            GenerationResult r = futures.get(i).get();
+            assertEquals("r" + i, r.id());
+            assertArrayEquals(alone.generate(prompt(i), params(i), null).ids(), r.ids(), "request " + i);
+        }
+    }
+
+    @Test
+    void fullEngineRefusesInsteadOfDroppingAndRecovers() throws Exception {
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 1, 2)) {
+            CompletableFuture<GenerationResult> a = engine.submit(new GenerationRequest("a", prompt(1), SamplingParams.greedy(200)));
+            CompletableFuture<GenerationResult> b = engine.submit(new GenerationRequest("b", prompt(2), SamplingParams.greedy(5)));
+            assertFalse(engine.hasCapacity());
+            RejectedExecutionException e =
+                    assertThrows(RejectedExecutionException.class, () -> engine.submit(new GenerationRequest("c", prompt(3), SamplingParams.greedy(5))));
+            assertTrue(e.getMessage().contains("request c"), e.getMessage());
+            a.get(60, TimeUnit.SECONDS);
+            b.get(60, TimeUnit.SECONDS);
+            assertTrue(engine.hasCapacity());
+            assertEquals(5, engine.submit(new GenerationRequest("c", prompt(3), SamplingParams.greedy(5))).get(60, TimeUnit.SECONDS).ids().length);
+        }
+    }
+
+    @Test
+    void oneBadRequestFailsAloneWithItsId() throws Exception {
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 3, 3)) {
+            CompletableFuture<GenerationResult> good1 = engine.submit(new GenerationRequest("good1", prompt(4), SamplingParams.greedy(6)));
+            CompletableFuture<GenerationResult> bad = engine.submit(new GenerationRequest("bad", new int[] {1, 2, 9999}, SamplingParams.greedy(6)));
+            CompletableFuture<GenerationResult> tooLong =
+                    engine.submit(new GenerationRequest("long", new int[model.config().maxPositionEmbeddings() + 5], SamplingParams.greedy(2)));
+            ExecutionException e = assertThrows(ExecutionException.class, () -> bad.get(60, TimeUnit.SECONDS));
+            assertTrue(e.getCause().getMessage().contains("request bad") && e.getCause().getMessage().contains("9999"), e.getCause().getMessage());
+            e = assertThrows(ExecutionException.class, () -> tooLong.get(60, TimeUnit.SECONDS));
+            assertTrue(e.getCause().getMessage().contains("context"), e.getCause().getMessage());
+            assertEquals(6, good1.get(60, TimeUnit.SECONDS).ids().length);
+            // the engine keeps serving
+            assertEquals(2, engine.submit(new GenerationRequest("after", prompt(5), SamplingParams.greedy(2))).get(60, TimeUnit.SECONDS).ids().length);
+        }
+    }
+
+    @Test
+    void lateRequestsJoinTheRunningBatch() throws Exception {
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 4, 4)) {
+            CompletableFuture<GenerationResult> longOne = engine.submit(new GenerationRequest("long", prompt(6), SamplingParams.greedy(400)));
+            while (engine.steps() < 3) {
+                Thread.onSpinWait();
+            }
+            CompletableFuture<GenerationResult> late = engine.submit(new GenerationRequest("late", prompt(7), SamplingParams.greedy(3)));
+            // the short late request finishes while the long one still runs: it did not wait
+            late.get(60, TimeUnit.SECONDS);
+            assertFalse(longOne.isDone());
+            assertTrue(late.get().queuedNanos() < TimeUnit.SECONDS.toNanos(5));
+            longOne.get(120, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void closeCancelsWhatIsNotDone() throws Exception {
+        ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 1, 3);
+        CompletableFuture<GenerationResult> running = engine.submit(new GenerationRequest("x", prompt(8), SamplingParams.greedy(100_000)));
+        CompletableFuture<GenerationResult> queued = engine.submit(new GenerationRequest("y", prompt(9), SamplingParams.greedy(3)));
+        engine.close();
+        // a future completed with a CancellationException rethrows it as is from get()
+        CancellationException e = assertThrows(CancellationException.class, () -> running.get(10, TimeUnit.SECONDS));
+        assertTrue(e.getMessage().contains("request x"), e.getMessage());
+        assertTrue(queued.isCompletedExceptionally());
+        assertEquals(0, engine.inFlight());
+        assertThrows(RejectedExecutionException.class, () -> engine.submit(new GenerationRequest("z", prompt(1), SamplingParams.greedy(1))));
+    }
+}
