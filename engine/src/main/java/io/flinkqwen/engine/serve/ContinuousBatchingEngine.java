@@ -10,14 +10,19 @@ import io.flinkqwen.engine.generate.Sampler;
 import io.flinkqwen.engine.generate.SamplingParams;
 import io.flinkqwen.engine.model.KvCache;
 import io.flinkqwen.engine.model.Qwen2Model;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.LinkedList;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -30,7 +35,16 @@ import java.util.concurrent.locks.ReentrantLock;
  * <p>Each step prefills the prompts of newly admitted sequences and decodes one token for every
  * other running sequence. Today a step runs each sequence's forward pass in turn over the
  * shared weights; the scheduling contract (admission between steps, per-request futures and
- * failures, bounded capacity) is the one a batched forward pass over all sequences will keep.
+ * failures, bounded capacity, sessions) is the one a batched forward pass over all sequences
+ * will keep.
+ *
+ * <p>Sessions: the KV cache of a request with a {@linkplain GenerationRequest#session() session}
+ * stays with the session when the request ends, holding every token fed so far. The next request
+ * of the session reuses the longest common prefix of that and its prompt and prefills only the
+ * rest, so a stream of events appended to a key's history costs only the new tokens. Idle
+ * sessions' caches are evicted least-recently-used first to keep the KV bytes of idle sessions
+ * within {@code idleKvBudgetBytes}; an evicted session is rebuilt by prefill on its next request.
+ * Results do not depend on what was cached: the same prompt gives the same ids either way.
  *
  * <p>Results are deterministic per request: greedy and seeded sampling give the same ids
  * whatever else runs beside them, since every sequence has its own KV cache and sampler.
@@ -40,28 +54,48 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final Qwen2Model model;
     private final int maxSequences;
     private final int capacity;
+    private final long idleKvBudgetBytes;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition work = lock.newCondition();
-    private final ArrayDeque<Sequence> queue = new ArrayDeque<>(); // guarded by lock
+    private final LinkedList<Sequence> queue = new LinkedList<>(); // guarded by lock
     private int inFlight; // guarded by lock
     private boolean closed; // guarded by lock
     private final Thread scheduler;
-    private final ArrayDeque<KvCache> freeCaches = new ArrayDeque<>(); // scheduler thread only
-    private volatile long steps; // written by the scheduler thread only
+
+    // scheduler thread only
+    private final LinkedHashMap<String, CachedContext> idleSessions = new LinkedHashMap<>(16, 0.75f, true);
+    private final Set<String> busySessions = new HashSet<>();
+    private long idleKvBytes;
+
+    // counters, written by the scheduler thread
+    private volatile long steps;
+    private final AtomicLong prefilledTokens = new AtomicLong();
+    private final AtomicLong reusedTokens = new AtomicLong();
+    private final AtomicLong evictions = new AtomicLong();
+
+    /** Without sessions' caches kept beyond 256 MiB. */
+    public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity) {
+        this(model, maxSequences, capacity, 256L << 20);
+    }
 
     /**
      * @param model the forward pass; from now on used by the scheduler thread only
      * @param maxSequences sequences running in one step
      * @param capacity requests in flight at most (running + queued), {@code >= maxSequences}
+     * @param idleKvBudgetBytes KV-cache bytes that idle sessions may keep (0 keeps none)
      */
-    public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity) {
+    public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity, long idleKvBudgetBytes) {
         if (maxSequences < 1 || capacity < maxSequences) {
             throw new IllegalArgumentException(
                     "need 1 <= maxSequences <= capacity, got " + maxSequences + " and " + capacity);
         }
+        if (idleKvBudgetBytes < 0) {
+            throw new IllegalArgumentException("idleKvBudgetBytes must be >= 0, got " + idleKvBudgetBytes);
+        }
         this.model = model;
         this.maxSequences = maxSequences;
         this.capacity = capacity;
+        this.idleKvBudgetBytes = idleKvBudgetBytes;
         this.scheduler = new Thread(this::run, "flinkqwen-engine-scheduler");
         this.scheduler.setDaemon(true);
         this.scheduler.start();
@@ -119,6 +153,21 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return steps;
     }
 
+    /** Prompt tokens run through the model by prefill, over all requests. */
+    public long prefilledTokens() {
+        return prefilledTokens.get();
+    }
+
+    /** Prompt tokens not prefilled because a session's cache already held them. */
+    public long reusedTokens() {
+        return reusedTokens.get();
+    }
+
+    /** Idle sessions whose cache was dropped to stay within the budget. */
+    public long evictions() {
+        return evictions.get();
+    }
+
     @Override
     public void close() {
         lock.lock();
@@ -142,18 +191,23 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         while (true) {
             lock.lock();
             try {
-                while (!closed && queue.isEmpty() && running.isEmpty()) {
+                while (!closed && running.isEmpty() && !admissible()) {
                     work.awaitUninterruptibly();
                 }
                 if (closed) {
                     cancel(running);
-                    cancel(new ArrayList<>(queue));
+                    cancel(queue);
                     queue.clear();
                     return;
                 }
-                // admit between steps, oldest first
-                while (running.size() < maxSequences && !queue.isEmpty()) {
-                    Sequence s = queue.poll();
+                // admit between steps, oldest first; a request whose session is running waits
+                for (Iterator<Sequence> it = queue.iterator(); it.hasNext() && running.size() < maxSequences; ) {
+                    Sequence s = it.next();
+                    String session = s.request.session();
+                    if (session != null && !busySessions.add(session)) {
+                        continue;
+                    }
+                    it.remove();
                     s.admittedAt = System.nanoTime();
                     running.add(s);
                 }
@@ -162,6 +216,16 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             }
             step(running);
         }
+    }
+
+    /** Whether a queued request could start now (its session, if any, is not running). */
+    private boolean admissible() {
+        for (Sequence s : queue) {
+            if (s.request.session() == null || !busySessions.contains(s.request.session())) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private void step(List<Sequence> running) {
@@ -176,36 +240,31 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                 done = true;
             }
             if (done) {
+                // the session gets its cache back before the caller hears of the result, so the
+                // caller's next request of the session finds it
                 it.remove();
-                if (s.cache != null) {
-                    s.cache.clear();
-                    freeCaches.push(s.cache);
-                    s.cache = null;
-                }
+                release(s);
+                complete(s);
             }
         }
     }
 
-    /** One forward pass of {@code s}; returns true when it finished (and was completed). */
+    /** One forward pass of {@code s}; returns true when it finished (see {@link #finish}). */
     private boolean advance(Sequence s) {
         SamplingParams p = s.request.params();
         int vocab = model.config().vocabSize();
         float[] logits;
         if (s.cache == null) {
-            // prefill
-            int[] prompt = s.request.promptIds();
-            if (p.maxNewTokens() == 0) {
+            logits = prefill(s);
+            if (logits == null) {
                 finish(s, StopReason.MAX_TOKENS, null);
                 return true;
             }
-            s.cache = freeCaches.isEmpty() ? model.newCache(prompt.length + p.maxNewTokens()) : freeCaches.pop();
-            long t0 = System.nanoTime();
-            logits = model.forward(s.cache, prompt, 0, prompt.length);
-            s.prefillNanos = System.nanoTime() - t0;
-            s.decodeStart = System.nanoTime();
         } else {
-            s.one[0] = s.ids[s.produced - 1];
+            int last = s.ids[s.produced - 1];
+            s.one[0] = last;
             logits = model.forward(s.cache, s.one, 0, 1);
+            s.fed.add(last);
         }
         int next = s.sampler.sample(logits, vocab);
         if (p.isStop(next)) {
@@ -224,13 +283,97 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return false;
     }
 
-    private void finish(Sequence s, StopReason reason, Throwable failure) {
+    /** Takes the session's cache (or a new one), prefills what it lacks; null if nothing to generate. */
+    private float[] prefill(Sequence s) {
+        int[] prompt = s.request.promptIds();
+        SamplingParams p = s.request.params();
+        CachedContext cached = s.request.session() == null ? null : idleSessions.remove(s.request.session());
+        int reuse = 0;
+        if (cached != null) {
+            idleKvBytes -= cached.cache.sizeBytes();
+            reuse = commonPrefix(cached.tokens, prompt);
+            // the last prompt token always runs: its logits start the generation
+            reuse = Math.min(reuse, prompt.length - 1);
+            cached.cache.truncate(reuse);
+            s.cache = cached.cache;
+        } else {
+            s.cache = model.newCache(prompt.length + p.maxNewTokens());
+        }
+        s.fed = new IntList(prompt.length + p.maxNewTokens());
+        for (int i = 0; i < reuse; i++) {
+            s.fed.add(prompt[i]);
+        }
+        if (p.maxNewTokens() == 0) {
+            return null;
+        }
+        long t0 = System.nanoTime();
+        float[] logits = model.forward(s.cache, prompt, reuse, prompt.length - reuse);
+        s.prefillNanos = System.nanoTime() - t0;
+        s.decodeStart = System.nanoTime();
+        for (int i = reuse; i < prompt.length; i++) {
+            s.fed.add(prompt[i]);
+        }
+        prefilledTokens.addAndGet(prompt.length - reuse);
+        reusedTokens.addAndGet(reuse);
+        return logits;
+    }
+
+    /** After a request: its session keeps the cache (within the budget); the session is free. */
+    private void release(Sequence s) {
+        String session = s.request.session();
+        if (session == null) {
+            return;
+        }
         lock.lock();
         try {
-            inFlight--;
+            busySessions.remove(session);
         } finally {
             lock.unlock();
         }
+        if (s.cache == null || s.fed == null) {
+            return;
+        }
+        // the cache holds exactly the fed tokens, unless a forward pass failed half-way
+        int[] tokens = s.fed.toArray();
+        if (tokens.length != s.cache.length()) {
+            return;
+        }
+        idleSessions.put(session, new CachedContext(s.cache, tokens));
+        idleKvBytes += s.cache.sizeBytes();
+        for (Iterator<Map.Entry<String, CachedContext>> it = idleSessions.entrySet().iterator();
+                idleKvBytes > idleKvBudgetBytes && it.hasNext(); ) {
+            CachedContext evicted = it.next().getValue();
+            it.remove();
+            idleKvBytes -= evicted.cache.sizeBytes();
+            evictions.incrementAndGet();
+        }
+    }
+
+    private static int commonPrefix(int[] a, int[] b) {
+        int n = Math.min(a.length, b.length);
+        int i = 0;
+        while (i < n && a[i] == b[i]) {
+            i++;
+        }
+        return i;
+    }
+
+    /** Records how {@code s} ended; {@link #complete} tells the caller. */
+    private static void finish(Sequence s, StopReason reason, Throwable failure) {
+        s.stopReason = reason;
+        s.failure = failure;
+    }
+
+    private void complete(Sequence s) {
+        lock.lock();
+        try {
+            inFlight--;
+            work.signal();
+        } finally {
+            lock.unlock();
+        }
+        Throwable failure = s.failure;
+        StopReason reason = s.stopReason;
         if (failure != null) {
             s.future.completeExceptionally(
                     new RequestFailedException("request " + s.request.id() + " failed: " + failure.getMessage(), failure));
@@ -254,6 +397,17 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         }
     }
 
+    /** A session's cache between requests, and the tokens whose keys and values it holds. */
+    private static final class CachedContext {
+        final KvCache cache;
+        final int[] tokens;
+
+        CachedContext(KvCache cache, int[] tokens) {
+            this.cache = cache;
+            this.tokens = tokens;
+        }
+    }
+
     /** A request's state while queued or running. */
     private static final class Sequence {
         final GenerationRequest request;
@@ -267,11 +421,35 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         long decodeStart;
         int produced;
         KvCache cache;
+        IntList fed; // tokens whose keys and values are in cache, in order
+        StopReason stopReason;
+        Throwable failure;
 
         Sequence(GenerationRequest request) {
             this.request = request;
             this.sampler = new Sampler(request.params());
             this.ids = new int[Math.max(1, request.params().maxNewTokens())];
+        }
+    }
+
+    /** A growable int list, so that feeding a token does not box it. */
+    private static final class IntList {
+        private int[] a;
+        private int n;
+
+        IntList(int capacity) {
+            a = new int[Math.max(4, capacity)];
+        }
+
+        void add(int v) {
+            if (n == a.length) {
+                a = Arrays.copyOf(a, 2 * n);
+            }
+            a[n++] = v;
+        }
+
+        int[] toArray() {
+            return Arrays.copyOf(a, n);
         }
     }
 }

@@ -152,4 +152,70 @@ class ContinuousBatchingEngineTest {
         assertEquals(0, engine.inFlight());
         assertThrows(RejectedExecutionException.class, () -> engine.submit(new GenerationRequest("z", prompt(1), SamplingParams.greedy(1))));
     }
+
+    private static int[] concat(int[]... parts) {
+        int n = 0;
+        for (int[] p : parts) {
+            n += p.length;
+        }
+        int[] out = new int[n];
+        int o = 0;
+        for (int[] p : parts) {
+            System.arraycopy(p, 0, out, o, p.length);
+            o += p.length;
+        }
+        return out;
+    }
+
+    @Test
+    void sessionReusesItsCacheAndPrefillsOnlyTheNewTokens() throws Exception {
+        Generator fresh = new Generator(model.newForward(pool, 16));
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 2, 8)) {
+            int[] history = {11, 12, 13, 14, 15, 16};
+            GenerationResult first = engine.submit(new GenerationRequest("e1", "source-a", history, SamplingParams.greedy(5))).get(60, TimeUnit.SECONDS);
+            // the operator appends what the model said and the next event's tokens
+            int[] next = concat(history, first.ids(), new int[] {21, 22, 23});
+            GenerationResult second = engine.submit(new GenerationRequest("e2", "source-a", next, SamplingParams.greedy(5))).get(60, TimeUnit.SECONDS);
+            // cached: the history and the first 4 generated tokens (the 5th was sampled, never fed)
+            assertEquals(history.length + 4, engine.reusedTokens());
+            assertEquals(history.length + 1 + 3, engine.prefilledTokens());
+            // and the result is what a fresh prefill of the whole context gives
+            assertArrayEquals(fresh.generate(next, SamplingParams.greedy(5), null).ids(), second.ids());
+            // a different context under the same session shares only its common prefix
+            int[] other = {11, 12, 99, 98};
+            GenerationResult third = engine.submit(new GenerationRequest("e3", "source-a", other, SamplingParams.greedy(4))).get(60, TimeUnit.SECONDS);
+            assertEquals(history.length + 4 + 2, engine.reusedTokens());
+            assertArrayEquals(fresh.generate(other, SamplingParams.greedy(4), null).ids(), third.ids());
+        }
+    }
+
+    @Test
+    void evictedSessionsAreRebuiltByPrefillWithTheSameResults() throws Exception {
+        Generator fresh = new Generator(model.newForward(pool, 16));
+        // a budget of 0 keeps no idle cache: every request rebuilds its context
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 2, 8, 0)) {
+            int[] history = {31, 32, 33, 34};
+            GenerationResult first = engine.submit(new GenerationRequest("e1", "k", history, SamplingParams.greedy(3))).get(60, TimeUnit.SECONDS);
+            int[] next = concat(history, first.ids(), new int[] {40});
+            GenerationResult second = engine.submit(new GenerationRequest("e2", "k", next, SamplingParams.greedy(3))).get(60, TimeUnit.SECONDS);
+            assertEquals(0, engine.reusedTokens());
+            assertEquals(2, engine.evictions());
+            assertArrayEquals(fresh.generate(next, SamplingParams.greedy(3), null).ids(), second.ids());
+        }
+    }
+
+    @Test
+    void requestsOfOneSessionRunOneAtATimeInOrderWhileOthersOverlap() throws Exception {
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 4, 8)) {
+            CompletableFuture<GenerationResult> a1 = engine.submit(new GenerationRequest("a1", "a", prompt(1), SamplingParams.greedy(30)));
+            CompletableFuture<GenerationResult> a2 = engine.submit(new GenerationRequest("a2", "a", prompt(2), SamplingParams.greedy(2)));
+            CompletableFuture<GenerationResult> b1 = engine.submit(new GenerationRequest("b1", "b", prompt(3), SamplingParams.greedy(2)));
+            b1.get(60, TimeUnit.SECONDS);
+            // b1 (another session) finished while a1 runs; a2 waits for a1 although it is short
+            assertFalse(a1.isDone());
+            assertFalse(a2.isDone());
+            a2.get(60, TimeUnit.SECONDS);
+            assertTrue(a1.isDone());
+        }
+    }
 }
