@@ -1,0 +1,165 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.operators.inference;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.flinkqwen.engine.testmodel.TestModelGenerator;
+import io.flinkqwen.kernels.DType;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Collectors;
+import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.api.common.functions.MapFunction;
+import org.apache.flink.api.common.state.CheckpointListener;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.connector.source.util.ratelimit.RateLimiterStrategy;
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.configuration.JobManagerOptions;
+import org.apache.flink.configuration.RestOptions;
+import org.apache.flink.configuration.TaskManagerOptions;
+import org.apache.flink.connector.datagen.source.DataGeneratorSource;
+import org.apache.flink.connector.datagen.source.GeneratorFunction;
+import org.apache.flink.runtime.testutils.MiniClusterResourceConfiguration;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.test.junit5.MiniClusterExtension;
+import org.apache.flink.util.CloseableIterator;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The operator in a real job on a MiniCluster: checkpoints every 200 ms, one failure injected
+ * after a checkpoint completed, and the job's results equal a failure-free run's. The results
+ * come through {@code executeAndCollect}, whose sink releases only what a completed checkpoint
+ * covers, so the comparison is exact: no deduplication.
+ */
+class LongContextInferenceJobITCase {
+
+    private static final int KEYS = 3;
+    private static final int EVENTS_PER_KEY = 4;
+
+    @RegisterExtension
+    static final MiniClusterExtension MINI_CLUSTER = new MiniClusterExtension(
+            new MiniClusterResourceConfiguration.Builder()
+                    .setConfiguration(loopback())
+                    .setNumberTaskManagers(1)
+                    .setNumberSlotsPerTaskManager(1)
+                    .build());
+
+    @TempDir
+    static Path dir;
+
+    static Path gguf;
+
+    private static Configuration loopback() {
+        Configuration c = new Configuration();
+        c.set(RestOptions.BIND_ADDRESS, "127.0.0.1");
+        c.set(RestOptions.ADDRESS, "127.0.0.1");
+        c.set(JobManagerOptions.BIND_HOST, "127.0.0.1");
+        c.set(TaskManagerOptions.BIND_HOST, "127.0.0.1");
+        c.set(TaskManagerOptions.HOST, "127.0.0.1");
+        return c;
+    }
+
+    @BeforeAll
+    static void writeModel() throws Exception {
+        gguf = dir.resolve("tiny.gguf");
+        new TestModelGenerator(TestModelGenerator.tinyConfig(), 11).write(TestModelGenerator.Format.GGUF, DType.F32, gguf, 0);
+    }
+
+    /** Event i: key i % KEYS, its (i / KEYS)-th turn. */
+    static final class Events implements GeneratorFunction<Long, InferenceEvent> {
+        @Override
+        public InferenceEvent map(Long i) {
+            String key = "key-" + (i % KEYS);
+            return new InferenceEvent(key, key + "/" + (i / KEYS), "event " + i + " says hello", i);
+        }
+    }
+
+    static final AtomicBoolean checkpointDone = new AtomicBoolean();
+    static final AtomicBoolean failed = new AtomicBoolean();
+    static final AtomicInteger passed = new AtomicInteger();
+
+    /**
+     * Passes results on; throws once, on the first result after a checkpoint completed and five
+     * results passed, so that the restore has answered keys, waiting events and keys not seen yet.
+     */
+    static final class FailOnceAfterCheckpoint implements MapFunction<InferenceResult, InferenceResult>, CheckpointListener {
+        private final boolean inject;
+
+        FailOnceAfterCheckpoint(boolean inject) {
+            this.inject = inject;
+        }
+
+        @Override
+        public InferenceResult map(InferenceResult r) {
+            if (inject && checkpointDone.get() && passed.get() >= 5 && failed.compareAndSet(false, true)) {
+                throw new IllegalStateException("injected failure at " + r.requestId());
+            }
+            passed.incrementAndGet();
+            return r;
+        }
+
+        @Override
+        public void notifyCheckpointComplete(long checkpointId) {
+            checkpointDone.set(true);
+        }
+    }
+
+    private static List<InferenceResult> run(boolean injectFailure) throws Exception {
+        checkpointDone.set(false);
+        failed.set(false);
+        passed.set(0);
+        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+        env.setParallelism(1);
+        env.enableCheckpointing(200);
+        Configuration restart = new Configuration();
+        restart.setString("restart-strategy.type", "fixed-delay");
+        restart.setString("restart-strategy.fixed-delay.attempts", "3");
+        restart.setString("restart-strategy.fixed-delay.delay", "100 ms");
+        env.configure(restart);
+
+        DataGeneratorSource<InferenceEvent> source = new DataGeneratorSource<>(
+                new Events(), (long) KEYS * EVENTS_PER_KEY, RateLimiterStrategy.perSecond(8),
+                TypeInformation.of(InferenceEvent.class));
+        InferenceSettings settings = InferenceSettings.of(gguf).withContext(256, 4).withMaxNewTokens(6).withEngine(2, 4, 1);
+        DataStream<InferenceResult> results = env.fromSource(source, WatermarkStrategy.noWatermarks(), "events")
+                .keyBy(InferenceEvent::key)
+                .transform("qwen", TypeInformation.of(InferenceResult.class),
+                        new LongContextInferenceOperatorFactory(settings))
+                .map(new FailOnceAfterCheckpoint(injectFailure));
+        List<InferenceResult> out = new ArrayList<>();
+        try (CloseableIterator<InferenceResult> it = results.executeAndCollect("long-context-" + injectFailure)) {
+            it.forEachRemaining(r -> out.add(new InferenceResult(
+                    r.key(), r.requestId(), r.outputText(), r.promptTokens(), r.generatedTokens(), 0, r.model())));
+        }
+        return out;
+    }
+
+    @Test
+    void jobWithAFailureMidStreamEmitsWhatAFailureFreeRunEmits() throws Exception {
+        List<InferenceResult> clean = run(false);
+        assertEquals(KEYS * EVENTS_PER_KEY, clean.size());
+        List<InferenceResult> recovered = run(true);
+        assertTrue(failed.get(), "the failure was not injected");
+        // results emitted before the failure and replayed after it went through the map twice
+        assertTrue(passed.get() >= recovered.size(), passed + " passed, " + recovered.size() + " collected");
+        Map<String, List<InferenceResult>> cleanByKey = clean.stream().collect(Collectors.groupingBy(InferenceResult::key));
+        Map<String, List<InferenceResult>> recoveredByKey =
+                recovered.stream().collect(Collectors.groupingBy(InferenceResult::key));
+        // exactly once and in per-key order
+        assertEquals(cleanByKey, recoveredByKey);
+    }
+}
