@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.inference;
 
+import io.flinkqwen.engine.tokenizer.ChatMl;
 import java.io.Serializable;
 import java.nio.file.Path;
 import java.util.Objects;
@@ -59,7 +60,7 @@ public record InferenceSettings(
     /** Defaults: the default ChatML system prompt, 4096 context, 4 sink tokens, 128 new tokens, 4 sequences, capacity 16, 1 thread. */
     public static InferenceSettings of(Path modelPath) {
         return new InferenceSettings(
-                modelPath.toString(), null, "You are a helpful assistant.", 4096, 4, 128, 4, 16, 1);
+                modelPath.toString(), null, ChatMl.DEFAULT_SYSTEM_MESSAGE, 4096, 4, 128, 4, 16, 1);
     }
 
     public InferenceSettings withContext(int newMaxContextTokens, int newSinkTokens) {

@@ -7,6 +7,7 @@ package io.flinkqwen.operators.inference;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.flinkqwen.engine.LoadedModel;
@@ -34,6 +35,8 @@ import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.PojoTypeInfo;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
+import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
+import org.apache.flink.streaming.util.AbstractStreamOperatorTestHarness;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.runtime.tasks.mailbox.Mail;
 import org.apache.flink.streaming.runtime.tasks.mailbox.TaskMailbox;
@@ -349,6 +352,68 @@ class LongContextInferenceOperatorTest {
             }
             h.endInput();
             assertEquals(expected, results(h));
+        }
+    }
+
+    @Test
+    void waitingEventsMoveWithTheirKeyWhenTheOperatorIsRescaled() throws Exception {
+        // keyed 'pending' state: after a rescale from 1 to 2 subtasks each key's unanswered
+        // events are resubmitted by the subtask that owns the key, next to its history
+        int maxParallelism = 128;
+        List<InferenceEvent> events = new ArrayList<>();
+        for (String key : List.of("a", "b", "c", "d")) {
+            for (int i = 0; i < 2; i++) {
+                events.add(new InferenceEvent(key, key + i, "rescale " + key + " turn " + i, i));
+            }
+        }
+        List<InferenceResult> expected = reference(events, 512 - MAX_NEW, 4);
+        List<InferenceResult> all = new ArrayList<>();
+        OperatorSubtaskState snapshot;
+        try (var h = new KeyedOneInputStreamOperatorTestHarness<>(new LongContextInferenceOperatorFactory(settings()),
+                InferenceEvent::key, Types.STRING, maxParallelism, 1, 0)) {
+            h.open();
+            for (InferenceEvent e : events) {
+                h.processElement(e, e.eventTimeMillis());
+            }
+            snapshot = h.snapshot(1L, 10L); // nothing answered yet: every event is in 'pending'
+            all.addAll(results(h));
+        }
+        java.util.Set<String> keysSeen = new java.util.HashSet<>();
+        for (int subtask = 0; subtask < 2; subtask++) {
+            OperatorSubtaskState part =
+                    AbstractStreamOperatorTestHarness.repartitionOperatorState(snapshot, maxParallelism, 1, 2, subtask);
+            try (var h = new KeyedOneInputStreamOperatorTestHarness<>(new LongContextInferenceOperatorFactory(settings()),
+                    InferenceEvent::key, Types.STRING, maxParallelism, 2, subtask)) {
+                h.initializeState(part);
+                h.open();
+                h.endInput();
+                for (InferenceResult r : results(h)) {
+                    assertEquals(subtask, KeyGroupRangeAssignment.assignKeyToParallelOperator(r.key(), maxParallelism, 2),
+                            "key " + r.key() + " answered by subtask " + subtask);
+                    keysSeen.add(r.key());
+                }
+                all.addAll(results(h));
+            }
+        }
+        assertEquals(4, keysSeen.size());
+        assertEquals(byKey(expected), byKey(all));
+    }
+
+    @Test
+    void settingsRejectImpossibleLimits() {
+        InferenceSettings s = settings();
+        assertThrows(IllegalArgumentException.class, () -> s.withMaxNewTokens(512));
+        assertThrows(IllegalArgumentException.class, () -> s.withEngine(4, 2, 1));
+        assertThrows(IllegalArgumentException.class, () -> s.withContext(512, -1));
+    }
+
+    @Test
+    void openRejectsAContextLongerThanTheModelsPositions() throws Exception {
+        // the tiny model has 1024 positions
+        try (var h = harness(new LongContextInferenceOperatorFactory(settings().withContext(4096, 4)))) {
+            Exception e = assertThrows(Exception.class, h::open);
+            String message = String.valueOf(e.getMessage()) + " " + (e.getCause() == null ? "" : e.getCause().getMessage());
+            assertTrue(message.contains("max_position_embeddings 1024"), message);
         }
     }
 }
