@@ -45,6 +45,8 @@ import org.junit.jupiter.api.io.TempDir;
  * come through {@code executeAndCollect}, whose sink releases only what a completed checkpoint
  * covers, so the comparison is exact: no deduplication.
  */
+// Flink's harness and iterator declare close() throws Exception (InterruptedException)
+@SuppressWarnings("try")
 class LongContextInferenceJobITCase {
 
     private static final int KEYS = 3;

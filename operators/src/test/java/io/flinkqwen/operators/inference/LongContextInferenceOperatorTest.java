@@ -37,6 +37,7 @@ import org.apache.flink.api.java.typeutils.PojoTypeInfo;
 import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
 import org.apache.flink.runtime.state.KeyGroupRangeAssignment;
 import org.apache.flink.streaming.util.AbstractStreamOperatorTestHarness;
+import org.apache.flink.streaming.api.watermark.Watermark;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.runtime.tasks.mailbox.Mail;
 import org.apache.flink.streaming.runtime.tasks.mailbox.TaskMailbox;
@@ -46,6 +47,8 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+// Flink's harness and iterator declare close() throws Exception (InterruptedException)
+@SuppressWarnings("try")
 class LongContextInferenceOperatorTest {
 
     private static final int MAX_NEW = 6;
@@ -414,6 +417,20 @@ class LongContextInferenceOperatorTest {
             Exception e = assertThrows(Exception.class, h::open);
             String message = String.valueOf(e.getMessage()) + " " + (e.getCause() == null ? "" : e.getCause().getMessage());
             assertTrue(message.contains("max_position_embeddings 1024"), message);
+        }
+    }
+
+    @Test
+    void watermarkWaitsForTheResultsOfEarlierEvents() throws Exception {
+        try (var h = harness(new LongContextInferenceOperatorFactory(settings()))) {
+            h.open();
+            h.processElement(new InferenceEvent("a", "a1", "hello world", 1), 1);
+            h.processElement(new InferenceEvent("b", "b1", "the quick brown fox", 2), 2);
+            h.processElement(new InferenceEvent("a", "a2", "jumps over", 3), 3);
+            h.processWatermark(new Watermark(3));
+            List<Object> out = new ArrayList<>(h.getOutput());
+            assertEquals(4, out.size(), out.toString());
+            assertEquals(new Watermark(3), out.get(3));
         }
     }
 }
