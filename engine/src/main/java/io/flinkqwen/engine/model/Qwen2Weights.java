@@ -96,10 +96,11 @@ public final class Qwen2Weights {
             int h = c.hiddenSize();
             int e = c.numExperts();
             int ff = c.moeIntermediateSize();
-            router = s.matrix(n.name(ROUTER, l), e, h);
+            // experts before the router: a wrong expert count is then reported as such
             WeightMatrix[] gates = expertMatrices(s, n, GATE_EXPS, l, e, ff, h);
             WeightMatrix[] ups = expertMatrices(s, n, UP_EXPS, l, e, ff, h);
             WeightMatrix[] downs = expertMatrices(s, n, DOWN_EXPS, l, e, h, ff);
+            router = s.matrix(n.name(ROUTER, l), e, h);
             experts = new SwiGluFfn[e];
             for (int i = 0; i < e; i++) {
                 experts[i] = new SwiGluFfn(gates[i], ups[i], downs[i]);
