@@ -208,6 +208,16 @@ public final class LoadedModel implements AutoCloseable {
         return config;
     }
 
+    /** All parameters (for MoE: every expert). */
+    public long parameterCount() {
+        return moeConfig != null ? moeConfig.parameterCount() : config.parameterCount();
+    }
+
+    /** Parameters one token goes through (for MoE: top-k experts; dense: all). */
+    public long activeParameterCount() {
+        return moeConfig != null ? moeConfig.activeParameterCount() : config.parameterCount();
+    }
+
     /** The Qwen2-MoE shape, or empty for a dense Qwen2 model. */
     public java.util.Optional<Qwen2MoeConfig> moeConfig() {
         return java.util.Optional.ofNullable(moeConfig);

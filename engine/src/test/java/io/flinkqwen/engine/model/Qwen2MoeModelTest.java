@@ -160,6 +160,38 @@ class Qwen2MoeModelTest {
         }
     }
 
+    /**
+     * A GGUF expert's matrix is a contiguous slice of the merged 3-D tensor: expert e of the GGUF
+     * holds the same numbers as HF's per-expert tensor, for a 2-byte and a block format.
+     */
+    @Test
+    void mergedGgufExpertsAreTheHfExperts() throws Exception {
+        Qwen2MoeConfig c = TestModelGenerator.tinyMoeConfig();
+        TestModelGenerator gen = new TestModelGenerator(c, 5);
+        Path hf = dir.resolve("experts-hf");
+        gen.write(TestModelGenerator.Format.HF, DType.F16, hf, 0);
+        for (DType dtype : new DType[] {DType.F16, DType.Q8_0}) {
+            Path gguf = dir.resolve("experts-" + dtype + ".gguf");
+            gen.write(TestModelGenerator.Format.GGUF, dtype, gguf, 0);
+            try (GgufFile g = GgufFile.open(gguf); SafetensorsStore s = SafetensorsStore.open(hf)) {
+                io.flinkqwen.kernels.WeightMatrix[] downs = g.expertMatrices("blk.1.ffn_down_exps.weight", 8, 128, 64);
+                assertEquals(dtype, downs[5].dtype());
+                for (int e : new int[] {0, 5, 7}) {
+                    io.flinkqwen.kernels.WeightMatrix ours = downs[e];
+                    io.flinkqwen.kernels.WeightMatrix theirs = s.matrix("model.layers.1.mlp.experts." + e + ".down_proj.weight", 128, 64);
+                    float[] a = new float[64];
+                    float[] b = new float[64];
+                    for (int r : new int[] {0, 77, 127}) {
+                        io.flinkqwen.kernels.Quantize.dequantizeRowScalar(a, 0, ours, r);
+                        io.flinkqwen.kernels.Quantize.dequantizeRowScalar(b, 0, theirs, r);
+                        // Q8_0 rounds the same values to 8-bit blocks: within one step of its scale
+                        assertArrayEquals(b, a, dtype == DType.F16 ? 0f : 0.02f, dtype + " expert " + e + " row " + r);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void denseModelHasNoRouterStats() throws Exception {
         Path gguf = dir.resolve("dense.gguf");
