@@ -114,7 +114,15 @@ public final class LoadedModel implements AutoCloseable {
      */
     static Qwen2MoeConfig ggufMoeConfig(GgufFile g) {
         int experts = (int) g.getLong("qwen2moe.expert_count");
-        int expertFfn = (int) g.getLong("qwen2moe.expert_feed_forward_length");
+        // llama.cpp treats the FFN sizes as optional; without them, read them off the tensors
+        int expertFfn =
+                g.has("qwen2moe.expert_feed_forward_length")
+                        ? (int) g.getLong("qwen2moe.expert_feed_forward_length")
+                        : (int) g.shape(firstLayerTensor(g, "ffn_gate_exps"))[1];
+        int sharedFfn =
+                g.has("qwen2moe.expert_shared_feed_forward_length")
+                        ? (int) g.getLong("qwen2moe.expert_shared_feed_forward_length")
+                        : (int) g.shape(firstLayerTensor(g, "ffn_gate_shexp"))[0];
         int ffn = g.has("qwen2moe.feed_forward_length") ? (int) g.getLong("qwen2moe.feed_forward_length") : expertFfn;
         Qwen2Config d = ggufConfig(g, "qwen2moe", ffn);
         java.util.List<Integer> mlpOnly = new java.util.ArrayList<>();
@@ -131,12 +139,22 @@ public final class LoadedModel implements AutoCloseable {
                     experts,
                     (int) g.getLong("qwen2moe.expert_used_count"),
                     expertFfn,
-                    (int) g.getLong("qwen2moe.expert_shared_feed_forward_length"),
+                    sharedFfn,
                     g.has("qwen2moe.expert_weights_norm") && g.getBool("qwen2moe.expert_weights_norm"),
                     1,
                     mlpOnly);
         } catch (IllegalArgumentException e) {
             throw new ModelFormatException(g.source() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** {@code blk.N.<suffix>.weight} of the first layer that has it (the first sparse layer). */
+    private static String firstLayerTensor(GgufFile g, String suffix) {
+        for (int l = 0; ; l++) {
+            String name = "blk." + l + "." + suffix + ".weight";
+            if (g.contains(name) || !g.contains("blk." + l + ".attn_norm.weight")) {
+                return name; // absent everywhere: shape() names it
+            }
         }
     }
 

@@ -192,6 +192,31 @@ class Qwen2MoeModelTest {
         }
     }
 
+    /** llama.cpp treats the expert FFN sizes as optional: without the keys they come from the shapes. */
+    @Test
+    void ggufWithoutExpertFfnKeysTakesTheSizesFromTheTensors() throws Exception {
+        Path gguf = write(TestModelGenerator.tinyMoeMixedConfig(), "nokeys", TestModelGenerator.Format.GGUF);
+        byte[] bytes = Files.readAllBytes(gguf);
+        String text = new String(bytes, java.nio.charset.StandardCharsets.ISO_8859_1);
+        // rename the keys in place (same length, so the file stays valid)
+        text = text.replace("qwen2moe.expert_feed_forward_length", "qwen2moe.absent_feed_forward_length");
+        text = text.replace("qwen2moe.expert_shared_feed_forward_length", "qwen2moe.absent_shared_feed_forward_length");
+        Path patched = dir.resolve("nokeys-patched.gguf");
+        Files.write(patched, text.getBytes(java.nio.charset.StandardCharsets.ISO_8859_1));
+        try (GgufFile g = GgufFile.open(patched)) {
+            assertFalse(g.has("qwen2moe.expert_feed_forward_length"));
+            assertFalse(g.has("qwen2moe.expert_shared_feed_forward_length"));
+        }
+        try (LoadedModel m = LoadedModel.open(patched)) {
+            Qwen2MoeConfig c = m.moeConfig().orElseThrow();
+            assertEquals(64, c.moeIntermediateSize());
+            assertEquals(128, c.sharedExpertIntermediateSize());
+            assertEquals(256, c.intermediateSize());
+            assertEquals(8, c.numExperts());
+            assertEquals(java.util.List.of(1), c.mlpOnlyLayers());
+        }
+    }
+
     @Test
     void denseModelHasNoRouterStats() throws Exception {
         Path gguf = dir.resolve("dense.gguf");
