@@ -87,6 +87,12 @@ public final class Qwen2Model {
         logits = new float[config.vocabSize()];
         scores = new float[pool.threads()][256];
         moe = moeConfig == null ? null : new MoeBlock(moeConfig, pool, maxChunk);
+        for (int l = 0; l < weights.layers.length; l++) {
+            if (weights.layers[l].ffn instanceof Qwen2Weights.MoeFfn && moe == null) {
+                throw new IllegalArgumentException(
+                        "layer " + l + " has MoE weights: construct the model with its Qwen2MoeConfig");
+            }
+        }
     }
 
     public Qwen2Config config() {
