@@ -218,6 +218,15 @@ class Qwen2MoeModelTest {
     }
 
     @Test
+    void moeWeightsNeedTheMoeConfig() throws Exception {
+        try (LoadedModel m = LoadedModel.open(write(TestModelGenerator.tinyMoeConfig(), "needs", TestModelGenerator.Format.GGUF))) {
+            IllegalArgumentException e =
+                    assertThrows(IllegalArgumentException.class, () -> new Qwen2Model(m.config(), m.weights(), pool, 4));
+            assertTrue(e.getMessage().contains("layer 0 has MoE weights"), e.getMessage());
+        }
+    }
+
+    @Test
     void denseModelHasNoRouterStats() throws Exception {
         Path gguf = dir.resolve("dense.gguf");
         new TestModelGenerator(TestModelGenerator.tinyConfig(), 3).write(TestModelGenerator.Format.GGUF, DType.F32, gguf, 0);
