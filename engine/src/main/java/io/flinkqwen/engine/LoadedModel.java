@@ -6,6 +6,7 @@
 package io.flinkqwen.engine;
 
 import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.engine.gguf.GgufFile;
 import io.flinkqwen.engine.model.Qwen2Model;
 import io.flinkqwen.engine.model.Qwen2Weights;
@@ -30,15 +31,23 @@ public final class LoadedModel implements AutoCloseable {
     private final Path source;
     private final String format;
     private final Qwen2Config config;
+    private final Qwen2MoeConfig moeConfig; // null for a dense model
     private final TensorStore store;
     private final Qwen2Weights weights;
     private final Qwen2Tokenizer tokenizer;
 
     private LoadedModel(
-            Path source, String format, Qwen2Config config, TensorStore store, Qwen2Weights weights, Qwen2Tokenizer tokenizer) {
+            Path source,
+            String format,
+            Qwen2Config config,
+            Qwen2MoeConfig moeConfig,
+            TensorStore store,
+            Qwen2Weights weights,
+            Qwen2Tokenizer tokenizer) {
         this.source = source;
         this.format = format;
         this.config = config;
+        this.moeConfig = moeConfig;
         this.store = store;
         this.weights = weights;
         this.tokenizer = tokenizer;
@@ -71,18 +80,22 @@ public final class LoadedModel implements AutoCloseable {
         GgufFile gguf = GgufFile.open(file);
         try {
             String arch = gguf.getString("general.architecture");
-            if (!arch.equals("qwen2")) {
+            if (!arch.equals("qwen2") && !arch.equals("qwen2moe")) {
                 throw new ModelFormatException(
-                        file + ": general.architecture is '" + arch + "'; supported: qwen2");
+                        file + ": general.architecture is '" + arch + "'; supported: qwen2, qwen2moe");
             }
-            Qwen2Config config = ggufConfig(gguf);
-            Qwen2Weights weights = Qwen2Weights.load(config, gguf, TensorNaming.GGUF);
+            Qwen2MoeConfig moe = arch.equals("qwen2moe") ? ggufMoeConfig(gguf) : null;
+            Qwen2Config config = moe != null ? moe.dense() : ggufConfig(gguf);
+            Qwen2Weights weights =
+                    moe != null
+                            ? Qwen2Weights.load(moe, gguf, TensorNaming.GGUF)
+                            : Qwen2Weights.load(config, gguf, TensorNaming.GGUF);
             Qwen2Tokenizer tokenizer =
                     Qwen2Tokenizer.fromVocabulary(
                             gguf.getStringArray("tokenizer.ggml.tokens"),
                             gguf.getStringArray("tokenizer.ggml.merges"),
                             gguf.getIntArray("tokenizer.ggml.token_type"));
-            return new LoadedModel(file, "gguf", config, gguf, weights, tokenizer);
+            return new LoadedModel(file, "gguf", config, moe, gguf, weights, tokenizer);
         } catch (RuntimeException e) {
             gguf.close();
             throw e;
@@ -91,20 +104,75 @@ public final class LoadedModel implements AutoCloseable {
 
     /** The Qwen2 config from llama.cpp's {@code qwen2.*} metadata and the tensors' shapes. */
     static Qwen2Config ggufConfig(GgufFile g) {
+        return ggufConfig(g, "qwen2", (int) g.getLong("qwen2.feed_forward_length"));
+    }
+
+    /**
+     * The Qwen2-MoE config from llama.cpp's {@code qwen2moe.*} metadata. GGUF has no {@code
+     * decoder_sparse_step} / {@code mlp_only_layers}: a layer is sparse iff it has {@code
+     * blk.N.ffn_gate_inp} (llama.cpp's own qwen2moe files have it on every layer).
+     */
+    static Qwen2MoeConfig ggufMoeConfig(GgufFile g) {
+        int experts = (int) g.getLong("qwen2moe.expert_count");
+        // llama.cpp treats the FFN sizes as optional; without them, read them off the tensors
+        int expertFfn =
+                g.has("qwen2moe.expert_feed_forward_length")
+                        ? (int) g.getLong("qwen2moe.expert_feed_forward_length")
+                        : (int) g.shape(firstLayerTensor(g, "ffn_gate_exps"))[1];
+        int sharedFfn =
+                g.has("qwen2moe.expert_shared_feed_forward_length")
+                        ? (int) g.getLong("qwen2moe.expert_shared_feed_forward_length")
+                        : (int) g.shape(firstLayerTensor(g, "ffn_gate_shexp"))[0];
+        int ffn = g.has("qwen2moe.feed_forward_length") ? (int) g.getLong("qwen2moe.feed_forward_length") : expertFfn;
+        Qwen2Config d = ggufConfig(g, "qwen2moe", ffn);
+        java.util.List<Integer> mlpOnly = new java.util.ArrayList<>();
+        for (int l = 0; l < d.numHiddenLayers(); l++) {
+            if (!g.contains("blk." + l + ".ffn_gate_inp.weight")) {
+                mlpOnly.add(l);
+            }
+        }
+        try {
+            return new Qwen2MoeConfig(
+                    d.vocabSize(), d.hiddenSize(), d.intermediateSize(), d.numHiddenLayers(), d.numAttentionHeads(),
+                    d.numKeyValueHeads(), d.maxPositionEmbeddings(), d.ropeTheta(), d.rmsNormEps(),
+                    d.tieWordEmbeddings(), d.bosTokenId(), d.eosTokenId(),
+                    experts,
+                    (int) g.getLong("qwen2moe.expert_used_count"),
+                    expertFfn,
+                    sharedFfn,
+                    g.has("qwen2moe.expert_weights_norm") && g.getBool("qwen2moe.expert_weights_norm"),
+                    1,
+                    mlpOnly);
+        } catch (IllegalArgumentException e) {
+            throw new ModelFormatException(g.source() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** {@code blk.N.<suffix>.weight} of the first layer that has it (the first sparse layer). */
+    private static String firstLayerTensor(GgufFile g, String suffix) {
+        for (int l = 0; ; l++) {
+            String name = "blk." + l + "." + suffix + ".weight";
+            if (g.contains(name) || !g.contains("blk." + l + ".attn_norm.weight")) {
+                return name; // absent everywhere: shape() names it
+            }
+        }
+    }
+
+    private static Qwen2Config ggufConfig(GgufFile g, String arch, int ffn) {
         int vocab = (int) g.shape("token_embd.weight")[0];
-        int hidden = (int) g.getLong("qwen2.embedding_length");
-        int heads = (int) g.getLong("qwen2.attention.head_count");
+        int hidden = (int) g.getLong(arch + ".embedding_length");
+        int heads = (int) g.getLong(arch + ".attention.head_count");
         try {
             return new Qwen2Config(
                     vocab,
                     hidden,
-                    (int) g.getLong("qwen2.feed_forward_length"),
-                    (int) g.getLong("qwen2.block_count"),
+                    ffn,
+                    (int) g.getLong(arch + ".block_count"),
                     heads,
-                    g.has("qwen2.attention.head_count_kv") ? (int) g.getLong("qwen2.attention.head_count_kv") : heads,
-                    (int) g.getLong("qwen2.context_length"),
-                    g.has("qwen2.rope.freq_base") ? g.getDouble("qwen2.rope.freq_base") : 10000.0,
-                    g.getDouble("qwen2.attention.layer_norm_rms_epsilon"),
+                    g.has(arch + ".attention.head_count_kv") ? (int) g.getLong(arch + ".attention.head_count_kv") : heads,
+                    (int) g.getLong(arch + ".context_length"),
+                    g.has(arch + ".rope.freq_base") ? g.getDouble(arch + ".rope.freq_base") : 10000.0,
+                    g.getDouble(arch + ".attention.layer_norm_rms_epsilon"),
                     !g.contains("output.weight"),
                     g.has("tokenizer.ggml.bos_token_id") ? (int) g.getLong("tokenizer.ggml.bos_token_id") : -1,
                     g.has("tokenizer.ggml.eos_token_id") ? (int) g.getLong("tokenizer.ggml.eos_token_id") : -1);
@@ -118,7 +186,9 @@ public final class LoadedModel implements AutoCloseable {
         if (!Files.isRegularFile(configJson)) {
             throw new ModelFormatException("model folder " + dir + " has no config.json");
         }
-        Qwen2Config config = Qwen2Config.fromConfigJson(configJson);
+        boolean isMoe = Qwen2MoeConfig.modelType(configJson).equals("qwen2_moe");
+        Qwen2MoeConfig moe = isMoe ? Qwen2MoeConfig.fromConfigJson(configJson) : null;
+        Qwen2Config config = isMoe ? moe.dense() : Qwen2Config.fromConfigJson(configJson);
         Path tokenizerJson = dir.resolve("tokenizer.json");
         if (!Files.isRegularFile(tokenizerJson)) {
             throw new ModelFormatException("model folder " + dir + " has no tokenizer.json");
@@ -126,8 +196,9 @@ public final class LoadedModel implements AutoCloseable {
         Qwen2Tokenizer tokenizer = Qwen2Tokenizer.fromTokenizerJson(tokenizerJson);
         SafetensorsStore store = SafetensorsStore.open(dir);
         try {
-            Qwen2Weights weights = Qwen2Weights.load(config, store, TensorNaming.HF);
-            return new LoadedModel(dir, "safetensors", config, store, weights, tokenizer);
+            Qwen2Weights weights =
+                    isMoe ? Qwen2Weights.load(moe, store, TensorNaming.HF) : Qwen2Weights.load(config, store, TensorNaming.HF);
+            return new LoadedModel(dir, "safetensors", config, moe, store, weights, tokenizer);
         } catch (RuntimeException e) {
             store.close();
             throw e;
@@ -136,7 +207,9 @@ public final class LoadedModel implements AutoCloseable {
 
     /** A forward pass over these weights on {@code pool}. */
     public Qwen2Model newForward(KernelPool pool, int maxChunkTokens) {
-        return new Qwen2Model(config, weights, pool, maxChunkTokens);
+        return moeConfig != null
+                ? new Qwen2Model(moeConfig, weights, pool, maxChunkTokens)
+                : new Qwen2Model(config, weights, pool, maxChunkTokens);
     }
 
     public Path source() {
@@ -148,8 +221,24 @@ public final class LoadedModel implements AutoCloseable {
         return format;
     }
 
+    /** The dense shape, or for a Qwen2-MoE model its dense part (attention, embeddings, ...). */
     public Qwen2Config config() {
         return config;
+    }
+
+    /** All parameters (for MoE: every expert). */
+    public long parameterCount() {
+        return moeConfig != null ? moeConfig.parameterCount() : config.parameterCount();
+    }
+
+    /** Parameters one token goes through (for MoE: top-k experts; dense: all). */
+    public long activeParameterCount() {
+        return moeConfig != null ? moeConfig.activeParameterCount() : config.parameterCount();
+    }
+
+    /** The Qwen2-MoE shape, or empty for a dense Qwen2 model. */
+    public java.util.Optional<Qwen2MoeConfig> moeConfig() {
+        return java.util.Optional.ofNullable(moeConfig);
     }
 
     public Qwen2Weights weights() {

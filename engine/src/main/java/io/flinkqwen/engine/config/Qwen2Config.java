@@ -201,6 +201,11 @@ public record Qwen2Config(
             throw new ModelFormatException(
                     file + ": model_type is '" + modelType + "', this reader takes 'qwen2'");
         }
+        return fromJsonNode(root, file);
+    }
+
+    /** The dense keys of a {@code config.json} object (shared with {@link Qwen2MoeConfig}). */
+    static Qwen2Config fromJsonNode(JsonNode root, Path file) {
         try {
             return new Qwen2Config(
                     requiredInt(root, "vocab_size", file),
@@ -222,7 +227,7 @@ public record Qwen2Config(
         }
     }
 
-    private static int requiredInt(JsonNode root, String key, Path file) {
+    static int requiredInt(JsonNode root, String key, Path file) {
         JsonNode n = root.get(key);
         if (n == null || !n.canConvertToInt()) {
             throw new ModelFormatException(
@@ -244,6 +249,14 @@ public record Qwen2Config(
 
     /** This config as a Hugging Face {@code config.json} document. */
     public String toConfigJson() {
+        try {
+            return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(toConfigNode());
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    ObjectNode toConfigNode() {
         ObjectNode o = JSON.createObjectNode();
         o.putArray("architectures").add("Qwen2ForCausalLM");
         o.put("model_type", "qwen2");
@@ -266,10 +279,6 @@ public record Qwen2Config(
             o.put("eos_token_id", eosTokenId);
         }
         o.put("torch_dtype", "float32");
-        try {
-            return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(o);
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
-        }
+        return o;
     }
 }

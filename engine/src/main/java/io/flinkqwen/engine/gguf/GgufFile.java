@@ -822,6 +822,13 @@ public final class GgufFile implements TensorStore {
     }
 
     @Override
+    public WeightMatrix[] expertMatrices(String name, int experts, int rows, int cols) {
+        checkOpen();
+        GgufTensorInfo t = tensor(name);
+        return TensorStores.mapExpertMatrices(channel, path, t, dtypeOf(t), experts, rows, cols);
+    }
+
+    @Override
     public float[] vector(String name, int length) {
         checkOpen();
         GgufTensorInfo t = tensor(name);

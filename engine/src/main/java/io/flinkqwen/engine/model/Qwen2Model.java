@@ -6,19 +6,20 @@
 package io.flinkqwen.engine.model;
 
 import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.kernels.Attention;
 import io.flinkqwen.kernels.KernelPool;
 import io.flinkqwen.kernels.MatMul;
 import io.flinkqwen.kernels.Quantize;
 import io.flinkqwen.kernels.RmsNorm;
 import io.flinkqwen.kernels.Rope;
-import io.flinkqwen.kernels.SwiGlu;
 import io.flinkqwen.kernels.VectorOps;
 
 /**
- * The dense Qwen2 forward pass, in the paper's order: embed, then per layer {RMSNorm, Q/K/V with
- * bias, NeoX RoPE, KV cache, grouped-query attention, output projection, residual, RMSNorm,
- * SwiGLU FFN, residual}, then RMSNorm and the LM head.
+ * The Qwen2 and Qwen2-MoE forward pass, in the paper's order: embed, then per layer {RMSNorm,
+ * Q/K/V with bias, NeoX RoPE, KV cache, grouped-query attention, output projection, residual,
+ * RMSNorm, SwiGLU FFN or MoE block, residual}, then RMSNorm and the LM head. The two models
+ * differ only in the FFN of MoE layers ({@link MoeBlock}).
  *
  * <p>Prefill and decode are the same code with a token count: {@code n} tokens of one sequence
  * go through each matrix together, so every weight row is read once per chunk of up to {@link
@@ -50,8 +51,19 @@ public final class Qwen2Model {
     private final float[] up; // (n, intermediate)
     private final float[] logits; // (vocab), last token
     private float[][] scores; // per worker (positions)
+    private final MoeBlock moe; // null for a dense model
 
     public Qwen2Model(Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
+        this(config, weights, pool, maxChunkTokens, null);
+    }
+
+    /** A Qwen2-MoE forward pass: the same blocks, with {@link MoeBlock} as the FFN of MoE layers. */
+    public Qwen2Model(Qwen2MoeConfig config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
+        this(config.dense(), weights, pool, maxChunkTokens, config);
+    }
+
+    private Qwen2Model(
+            Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens, Qwen2MoeConfig moeConfig) {
         this.config = config;
         this.weights = weights;
         this.pool = pool;
@@ -74,6 +86,13 @@ public final class Qwen2Model {
         up = new float[maxChunk * ffn];
         logits = new float[config.vocabSize()];
         scores = new float[pool.threads()][256];
+        moe = moeConfig == null ? null : new MoeBlock(moeConfig, pool, maxChunk);
+        for (int l = 0; l < weights.layers.length; l++) {
+            if (weights.layers[l].ffn instanceof Qwen2Weights.MoeFfn && moe == null) {
+                throw new IllegalArgumentException(
+                        "layer " + l + " has MoE weights: construct the model with its Qwen2MoeConfig");
+            }
+        }
     }
 
     public Qwen2Config config() {
@@ -107,6 +126,7 @@ public final class Qwen2Model {
             throw new IllegalArgumentException("forward needs at least one token");
         }
         cache.reserve(len);
+        startCall();
         for (int start = 0; start < len; start += maxChunk) {
             int n = Math.min(maxChunk, len - start);
             chunk(cache, tokens, off + start, n);
@@ -121,6 +141,7 @@ public final class Qwen2Model {
     public float[][] forwardAllLogits(KvCache cache, int[] tokens) {
         float[][] all = new float[tokens.length][];
         cache.reserve(tokens.length);
+        startCall();
         for (int start = 0; start < tokens.length; start += maxChunk) {
             int n = Math.min(maxChunk, tokens.length - start);
             float[] chunkLogits = chunkAllLogits(cache, tokens, start, n);
@@ -129,6 +150,20 @@ public final class Qwen2Model {
             }
         }
         return all;
+    }
+
+    /**
+     * The router statistics of a MoE model (tokens per expert per layer, last call and
+     * cumulative), or empty for a dense model.
+     */
+    public java.util.Optional<RouterStats> routerStats() {
+        return moe == null ? java.util.Optional.empty() : java.util.Optional.of(moe.stats());
+    }
+
+    private void startCall() {
+        if (moe != null) {
+            moe.stats().startCall();
+        }
     }
 
     private void chunk(KvCache cache, int[] tokens, int off, int n) {
@@ -165,10 +200,13 @@ public final class Qwen2Model {
             Quantize.dequantizeRow(x, t * h, weights.tokenEmbedding, id);
         }
         ensureScores(pos0 + n);
+        if (moe != null) {
+            moe.stats().startChunk(n);
+        }
         for (int l = 0; l < weights.layers.length; l++) {
             Qwen2Weights.Layer layer = weights.layers[l];
             attentionBlock(layer, cache, l, pos0, n);
-            ffnBlock(layer, n);
+            ffnBlock(layer, l, n);
         }
         cache.advance(n);
     }
@@ -225,18 +263,18 @@ public final class Qwen2Model {
         VectorOps.addInPlace(x, 0, proj, 0, n * h);
     }
 
-    private void ffnBlock(Qwen2Weights.Layer w, int n) {
+    private void ffnBlock(Qwen2Weights.Layer w, int l, int n) {
         int h = config.hiddenSize();
-        int ffn = config.intermediateSize();
         // rmsnorm
         for (int t = 0; t < n; t++) {
             RmsNorm.rmsNorm(xb, t * h, x, t * h, w.ffnNorm, h, (float) config.rmsNormEps());
         }
-        // SwiGLU: down(silu(gate(x)) * up(x))
-        MatMul.matMul(pool, gate, w.wGate, xb, n);
-        MatMul.matMul(pool, up, w.wUp, xb, n);
-        SwiGlu.swiGlu(gate, 0, gate, 0, up, 0, n * ffn);
-        MatMul.matMul(pool, proj, w.wDown, gate, n);
+        // SwiGLU FFN: down(silu(gate(x)) * up(x)), or the MoE block on MoE layers
+        if (w.ffn instanceof Qwen2Weights.MoeFfn) {
+            moe.forward((Qwen2Weights.MoeFfn) w.ffn, l, proj, xb, n);
+        } else {
+            FeedForward.swiGlu(pool, (Qwen2Weights.SwiGluFfn) w.ffn, proj, xb, n, gate, up);
+        }
         // residual
         VectorOps.addInPlace(x, 0, proj, 0, n * h);
     }

@@ -8,11 +8,17 @@ package io.flinkqwen.engine.model;
 import static io.flinkqwen.engine.model.TensorNaming.Field.*;
 
 import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
+import io.flinkqwen.engine.model.TensorNaming.Field;
+import io.flinkqwen.engine.weights.ModelFormatException;
 import io.flinkqwen.engine.weights.TensorStore;
+import io.flinkqwen.kernels.Quantize;
 import io.flinkqwen.kernels.WeightMatrix;
+import java.util.function.IntFunction;
 
 /**
- * The weights of a dense Qwen2 model, immutable once loaded. Matrices are views of the mapped
+ * The weights of a Qwen2 or Qwen2-MoE model, immutable once loaded (the two differ only in each
+ * layer's {@link Ffn}). Matrices are views of the mapped
  * file; norm weights and biases (kilobytes) are decoded to F32 on the heap. Shapes are given as
  * {@code (rows, cols)} = {@code (out, in)}.
  */
@@ -29,14 +35,11 @@ public final class Qwen2Weights {
         final float[] bv; // (kvDim)
         final WeightMatrix wo; // (hidden, hidden)
         final float[] ffnNorm; // (hidden)
-        final WeightMatrix wGate; // (intermediate, hidden)
-        final WeightMatrix wUp; // (intermediate, hidden)
-        final WeightMatrix wDown; // (hidden, intermediate)
+        final Ffn ffn; // dense SwiGLU or MoE
 
-        Layer(Qwen2Config c, TensorStore s, TensorNaming n, int l) {
+        Layer(Qwen2Config c, TensorStore s, TensorNaming n, int l, Ffn ffn) {
             int h = c.hiddenSize();
             int kv = c.kvDim();
-            int ffn = c.intermediateSize();
             attnNorm = s.vector(n.name(ATTN_NORM, l), h);
             wq = s.matrix(n.name(Q, l), h, h);
             bq = s.vector(n.name(Q_BIAS, l), h);
@@ -46,9 +49,101 @@ public final class Qwen2Weights {
             bv = s.vector(n.name(V_BIAS, l), kv);
             wo = s.matrix(n.name(O, l), h, h);
             ffnNorm = s.vector(n.name(FFN_NORM, l), h);
-            wGate = s.matrix(n.name(GATE, l), ffn, h);
-            wUp = s.matrix(n.name(UP, l), ffn, h);
-            wDown = s.matrix(n.name(DOWN, l), h, ffn);
+            this.ffn = ffn;
+        }
+    }
+
+    /** A layer's feed-forward block: dense SwiGLU or Mixture-of-Experts. */
+    sealed interface Ffn permits SwiGluFfn, MoeFfn {
+        long sizeBytes();
+    }
+
+    /** {@code down(silu(gate(x)) * up(x))}: a dense layer's FFN, a routed or the shared expert. */
+    static final class SwiGluFfn implements Ffn {
+        final WeightMatrix gate; // (ffn, hidden)
+        final WeightMatrix up; // (ffn, hidden)
+        final WeightMatrix down; // (hidden, ffn)
+
+        SwiGluFfn(WeightMatrix gate, WeightMatrix up, WeightMatrix down) {
+            this.gate = gate;
+            this.up = up;
+            this.down = down;
+        }
+
+        static SwiGluFfn load(TensorStore s, TensorNaming n, Field gate, Field up, Field down, int l, int ffn, int h) {
+            return new SwiGluFfn(
+                    s.matrix(n.name(gate, l), ffn, h), s.matrix(n.name(up, l), ffn, h), s.matrix(n.name(down, l), h, ffn));
+        }
+
+        int ffnSize() {
+            return gate.rows();
+        }
+
+        @Override
+        public long sizeBytes() {
+            return gate.sizeBytes() + up.sizeBytes() + down.sizeBytes();
+        }
+    }
+
+    /** A MoE layer's FFN: router, routed experts, shared expert and its sigmoid gate. */
+    static final class MoeFfn implements Ffn {
+        final WeightMatrix router; // (experts, hidden)
+        final SwiGluFfn[] experts; // each (moeIntermediate, hidden) x2, (hidden, moeIntermediate)
+        final SwiGluFfn shared; // (sharedIntermediate, hidden) x2, (hidden, sharedIntermediate)
+        final float[] sharedGate; // (hidden)
+
+        MoeFfn(Qwen2MoeConfig c, TensorStore s, TensorNaming n, int l) {
+            int h = c.hiddenSize();
+            int e = c.numExperts();
+            int ff = c.moeIntermediateSize();
+            // experts before the router: a wrong expert count is then reported as such
+            WeightMatrix[] gates = expertMatrices(s, n, GATE_EXPS, l, e, ff, h);
+            WeightMatrix[] ups = expertMatrices(s, n, UP_EXPS, l, e, ff, h);
+            WeightMatrix[] downs = expertMatrices(s, n, DOWN_EXPS, l, e, h, ff);
+            router = s.matrix(n.name(ROUTER, l), e, h);
+            experts = new SwiGluFfn[e];
+            for (int i = 0; i < e; i++) {
+                experts[i] = new SwiGluFfn(gates[i], ups[i], downs[i]);
+            }
+            shared = SwiGluFfn.load(s, n, GATE_SHEXP, UP_SHEXP, DOWN_SHEXP, l, c.sharedExpertIntermediateSize(), h);
+            sharedGate = sharedGateVector(s, n.name(SHEXP_GATE, l), h);
+        }
+
+        /** GGUF merges a layer's experts into one 3-D tensor; HF has one tensor per expert. */
+        private static WeightMatrix[] expertMatrices(
+                TensorStore s, TensorNaming n, Field f, int l, int experts, int rows, int cols) {
+            if (n.mergedExperts()) {
+                return s.expertMatrices(n.name(f, l), experts, rows, cols);
+            }
+            WeightMatrix[] m = new WeightMatrix[experts];
+            for (int e = 0; e < experts; e++) {
+                m[e] = s.matrix(n.expertName(f, l, e), rows, cols);
+            }
+            String extra = n.expertName(f, l, experts);
+            if (s.contains(extra)) {
+                throw new ModelFormatException(
+                        s.source() + " has tensor '" + extra + "', more experts than the config's num_experts " + experts);
+            }
+            return m;
+        }
+
+        /** GGUF stores the shared-expert gate as {@code [hidden]}, HF as a Linear {@code [1, hidden]}. */
+        private static float[] sharedGateVector(TensorStore s, String name, int h) {
+            if (s.shape(name).length == 1) {
+                return s.vector(name, h);
+            }
+            float[] v = new float[h];
+            Quantize.dequantizeRowScalar(v, 0, s.matrix(name, 1, h), 0);
+            return v;
+        }
+
+        @Override
+        public long sizeBytes() {
+            long total = router.sizeBytes() + shared.sizeBytes();
+            for (SwiGluFfn e : experts) {
+                total += e.sizeBytes();
+            }
+            return total;
         }
     }
 
@@ -57,11 +152,11 @@ public final class Qwen2Weights {
     final float[] outputNorm; // (hidden)
     final WeightMatrix output; // (vocab, hidden); the embedding itself when tied
 
-    private Qwen2Weights(Qwen2Config c, TensorStore s, TensorNaming n) {
+    private Qwen2Weights(Qwen2Config c, TensorStore s, TensorNaming n, IntFunction<Ffn> ffnOfLayer) {
         tokenEmbedding = s.matrix(n.name(EMBED, 0), c.vocabSize(), c.hiddenSize());
         layers = new Layer[c.numHiddenLayers()];
         for (int l = 0; l < layers.length; l++) {
-            layers[l] = new Layer(c, s, n, l);
+            layers[l] = new Layer(c, s, n, l, ffnOfLayer.apply(l));
         }
         outputNorm = s.vector(n.name(OUTPUT_NORM, 0), c.hiddenSize());
         output =
@@ -75,15 +170,34 @@ public final class Qwen2Weights {
      * unsupported dtype fails here, at load, with the tensor's name.
      */
     public static Qwen2Weights load(Qwen2Config config, TensorStore store, TensorNaming naming) {
-        return new Qwen2Weights(config, store, naming);
+        return new Qwen2Weights(
+                config, store, naming,
+                l -> SwiGluFfn.load(store, naming, GATE, UP, DOWN, l, config.intermediateSize(), config.hiddenSize()));
     }
 
-    /** Bytes of weights read per generated token (the decode roofline's numerator). */
+    /**
+     * Binds every tensor of a Qwen2-MoE model: MoE layers (per {@link Qwen2MoeConfig#isMoeLayer})
+     * get router, experts and shared expert, the others a dense SwiGLU of {@code
+     * intermediate_size}. A missing expert tensor or a wrong expert count fails here, named.
+     */
+    public static Qwen2Weights load(Qwen2MoeConfig config, TensorStore store, TensorNaming naming) {
+        Qwen2Config dense = config.dense();
+        return new Qwen2Weights(
+                dense, store, naming,
+                l -> config.isMoeLayer(l)
+                        ? new MoeFfn(config, store, naming, l)
+                        : SwiGluFfn.load(store, naming, GATE, UP, DOWN, l, dense.intermediateSize(), dense.hiddenSize()));
+    }
+
+    /**
+     * Bytes of weights read per generated token (the decode roofline's numerator); for MoE
+     * layers every expert is counted (an upper bound: one token reads only its top-k).
+     */
     public long matrixBytes() {
         long total = output.sizeBytes();
         for (Layer l : layers) {
             total += l.wq.sizeBytes() + l.wk.sizeBytes() + l.wv.sizeBytes() + l.wo.sizeBytes();
-            total += l.wGate.sizeBytes() + l.wUp.sizeBytes() + l.wDown.sizeBytes();
+            total += l.ffn.sizeBytes();
         }
         return total;
     }

@@ -45,6 +45,22 @@ public enum TensorNaming {
                     return "blk." + layer + ".ffn_up.weight";
                 case DOWN:
                     return "blk." + layer + ".ffn_down.weight";
+                case ROUTER:
+                    return "blk." + layer + ".ffn_gate_inp.weight";
+                case GATE_EXPS:
+                    return "blk." + layer + ".ffn_gate_exps.weight";
+                case UP_EXPS:
+                    return "blk." + layer + ".ffn_up_exps.weight";
+                case DOWN_EXPS:
+                    return "blk." + layer + ".ffn_down_exps.weight";
+                case GATE_SHEXP:
+                    return "blk." + layer + ".ffn_gate_shexp.weight";
+                case UP_SHEXP:
+                    return "blk." + layer + ".ffn_up_shexp.weight";
+                case DOWN_SHEXP:
+                    return "blk." + layer + ".ffn_down_shexp.weight";
+                case SHEXP_GATE:
+                    return "blk." + layer + ".ffn_gate_inp_shexp.weight";
                 default:
                     throw new AssertionError(field);
             }
@@ -85,15 +101,68 @@ public enum TensorNaming {
                     return l + "mlp.up_proj.weight";
                 case DOWN:
                     return l + "mlp.down_proj.weight";
+                case ROUTER:
+                    return l + "mlp.gate.weight";
+                case GATE_SHEXP:
+                    return l + "mlp.shared_expert.gate_proj.weight";
+                case UP_SHEXP:
+                    return l + "mlp.shared_expert.up_proj.weight";
+                case DOWN_SHEXP:
+                    return l + "mlp.shared_expert.down_proj.weight";
+                case SHEXP_GATE:
+                    return l + "mlp.shared_expert_gate.weight";
+                case GATE_EXPS:
+                case UP_EXPS:
+                case DOWN_EXPS:
+                    throw new IllegalArgumentException(
+                            "Hugging Face stores one tensor per expert: use expertName(" + field + ", layer, expert)");
                 default:
                     throw new AssertionError(field);
             }
         }
     };
 
-    /** The weights of a dense Qwen2 model, in the loader's order. */
+    /**
+     * The weights of a Qwen2 model, in the loader's order; the MoE block's come last (new fields
+     * go at the end: the test-model generator seeds each tensor by its field's ordinal).
+     *
+     * <p>MoE: {@code ROUTER} is GGUF {@code ffn_gate_inp} = HF {@code mlp.gate}; {@code
+     * GATE_EXPS/UP_EXPS/DOWN_EXPS} are GGUF {@code ffn_*_exps} (all experts in one 3-D tensor
+     * {@code [experts, rows, cols]}) = HF {@code mlp.experts.E.*_proj}; {@code *_SHEXP} are the
+     * shared expert ({@code ffn_*_shexp} = {@code mlp.shared_expert.*_proj}); {@code SHEXP_GATE}
+     * is GGUF {@code ffn_gate_inp_shexp} ({@code [hidden]}) = HF {@code mlp.shared_expert_gate}
+     * ({@code [1, hidden]}).
+     */
     public enum Field {
-        EMBED, ATTN_NORM, Q, Q_BIAS, K, K_BIAS, V, V_BIAS, O, FFN_NORM, GATE, UP, DOWN, OUTPUT_NORM, OUTPUT
+        EMBED, ATTN_NORM, Q, Q_BIAS, K, K_BIAS, V, V_BIAS, O, FFN_NORM, GATE, UP, DOWN, OUTPUT_NORM, OUTPUT,
+        ROUTER, GATE_EXPS, UP_EXPS, DOWN_EXPS, GATE_SHEXP, UP_SHEXP, DOWN_SHEXP, SHEXP_GATE
+    }
+
+    /**
+     * The HF tensor of routed expert {@code expert}'s {@code GATE_EXPS}, {@code UP_EXPS} or {@code
+     * DOWN_EXPS} matrix ({@code model.layers.N.mlp.experts.E.gate_proj.weight}); for GGUF, where
+     * all experts share one tensor, the merged tensor's name.
+     */
+    public String expertName(Field field, int layer, int expert) {
+        if (this == GGUF) {
+            return name(field, layer);
+        }
+        String p = "model.layers." + layer + ".mlp.experts." + expert + ".";
+        switch (field) {
+            case GATE_EXPS:
+                return p + "gate_proj.weight";
+            case UP_EXPS:
+                return p + "up_proj.weight";
+            case DOWN_EXPS:
+                return p + "down_proj.weight";
+            default:
+                throw new IllegalArgumentException(field + " is not a routed-expert matrix");
+        }
+    }
+
+    /** Whether a layer's routed experts are one 3-D tensor per matrix (GGUF) or one per expert. */
+    public boolean mergedExperts() {
+        return this == GGUF;
     }
 
     /** The tensor name of {@code field} (of layer {@code layer} for per-layer fields). */

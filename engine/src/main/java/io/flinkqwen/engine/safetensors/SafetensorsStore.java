@@ -483,6 +483,13 @@ public final class SafetensorsStore implements TensorStore {
     }
 
     @Override
+    public WeightMatrix[] expertMatrices(String name, int experts, int rows, int cols) {
+        checkOpen();
+        SafetensorsTensorInfo t = tensor(name);
+        return TensorStores.mapExpertMatrices(channels.get(t.file()), t.file(), t, dtypeOf(t), experts, rows, cols);
+    }
+
+    @Override
     public float[] vector(String name, int length) {
         checkOpen();
         SafetensorsTensorInfo t = tensor(name);

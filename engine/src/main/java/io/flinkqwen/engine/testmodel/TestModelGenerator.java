@@ -9,6 +9,7 @@ import static io.flinkqwen.engine.model.TensorNaming.Field.*;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.engine.gguf.GgufWriter;
 import io.flinkqwen.engine.model.TensorNaming;
 import io.flinkqwen.engine.model.TensorNaming.Field;
@@ -28,9 +29,9 @@ import java.util.SplittableRandom;
 import java.util.function.Supplier;
 
 /**
- * Writes random-weight Qwen2 models from a seed, the same numbers as a Hugging Face folder
+ * Writes random-weight Qwen2 and Qwen2-MoE models from a seed, the same numbers as a Hugging Face folder
  * ({@code config.json}, {@code model.safetensors} or shards, {@code tokenizer.json}) and as a
- * GGUF file with llama.cpp's {@code qwen2} metadata and tensor names, so that our engine and
+ * GGUF file with llama.cpp's {@code qwen2} / {@code qwen2moe} metadata and tensor names, so that our engine and
  * llama.cpp can be run on identical weights.
  *
  * <p>Each tensor's values come from its own random stream, seeded by the model seed and the
@@ -62,9 +63,53 @@ public final class TestModelGenerator {
         return new Qwen2Config(512, 128, 256, 3, 4, 2, 1024, 1_000_000.0, 1e-6, true, -1, -1);
     }
 
+    /**
+     * A tiny Qwen2-MoE shape for tests: {@link #tinyConfig()}'s attention, 8 experts of FFN 64,
+     * top-2, a shared expert of FFN 128, every layer sparse, {@code norm_topk_prob} false (what
+     * llama.cpp's qwen2moe computes, so the GGUF can be checked against it).
+     */
+    public static Qwen2MoeConfig tinyMoeConfig() {
+        return new Qwen2MoeConfig(
+                512, 128, 256, 3, 4, 2, 1024, 1_000_000.0, 1e-6, false, -1, -1, 8, 2, 64, 128, false, 1, List.of());
+    }
+
+    /**
+     * {@link #tinyMoeConfig()} with layer 1 dense ({@code mlp_only_layers = [1]}, FFN 256).
+     * llama.cpp's qwen2moe has no dense layers: this shape is checked against the float64
+     * reference only.
+     */
+    public static Qwen2MoeConfig tinyMoeMixedConfig() {
+        return new Qwen2MoeConfig(
+                512, 128, 256, 3, 4, 2, 1024, 1_000_000.0, 1e-6, false, -1, -1, 8, 2, 64, 128, false, 1, List.of(1));
+    }
+
+    /** A Qwen2-MoE preset by name: {@code tiny}, {@code tiny-mixed}, {@code a2.7b}, {@code 57b-a14b}. */
+    public static Qwen2MoeConfig moePreset(String name) {
+        if (name.equalsIgnoreCase("tiny")) {
+            return tinyMoeConfig();
+        }
+        if (name.equalsIgnoreCase("tiny-mixed")) {
+            return tinyMoeMixedConfig();
+        }
+        return Qwen2MoeConfig.preset(name);
+    }
+
     private final Qwen2Config config;
+    private final Qwen2MoeConfig moeConfig; // null for a dense model
     private final long seed;
     private final SyntheticVocabulary vocabulary;
+
+    /**
+     * A Qwen2-MoE model; its bos/eos ids are replaced by the synthetic vocabulary's.
+     */
+    public TestModelGenerator(Qwen2MoeConfig moe, long seed) {
+        this.seed = seed;
+        this.vocabulary = SyntheticVocabulary.create(moe.vocabSize(), Math.min(253, moe.vocabSize() - 259));
+        this.moeConfig =
+                moe.withSpecialTokens(
+                        vocabulary.id(SyntheticVocabulary.ENDOFTEXT), vocabulary.id(SyntheticVocabulary.IM_END));
+        this.config = moeConfig.dense();
+    }
 
     /**
      * @param config the shape; its bos/eos ids are replaced by the synthetic vocabulary's
@@ -80,6 +125,7 @@ public final class TestModelGenerator {
                         config.maxPositionEmbeddings(), config.ropeTheta(), config.rmsNormEps(),
                         config.tieWordEmbeddings(), vocabulary.id(SyntheticVocabulary.ENDOFTEXT),
                         vocabulary.id(SyntheticVocabulary.IM_END));
+        this.moeConfig = null;
     }
 
     /** The preset by name: {@code tiny}, or a Qwen2 size ({@code 0.5b}, ...). */
@@ -93,8 +139,19 @@ public final class TestModelGenerator {
         return Qwen2Config.preset(name);
     }
 
+    /** The dense shape, or for a MoE model its dense part ({@link Qwen2MoeConfig#dense()}). */
     public Qwen2Config config() {
         return config;
+    }
+
+    /** The MoE shape, or null for a dense model. */
+    public Qwen2MoeConfig moeConfig() {
+        return moeConfig;
+    }
+
+    /** All parameters of the model written (every expert counted). */
+    public long parameterCount() {
+        return moeConfig != null ? moeConfig.parameterCount() : config.parameterCount();
     }
 
     public SyntheticVocabulary vocabulary() {
@@ -123,7 +180,12 @@ public final class TestModelGenerator {
 
     /** The values of one tensor (row-major), regenerated on demand from the seed. */
     float[] values(Field field, int layer, int rows, int cols, DType dtype) {
-        long stream = seed * 0x9E3779B97F4A7C15L + field.ordinal() * 1_000_003L + layer;
+        return values(field, layer, -1, rows, cols, dtype);
+    }
+
+    /** The values of routed expert {@code expert}'s matrix ({@code -1}: not an expert tensor). */
+    float[] values(Field field, int layer, int expert, int rows, int cols, DType dtype) {
+        long stream = seed * 0x9E3779B97F4A7C15L + field.ordinal() * 1_000_003L + layer + 65_536L * (expert + 1);
         SplittableRandom random = new SplittableRandom(stream);
         int n = rows * cols;
         float[] v = new float[n];
@@ -141,6 +203,12 @@ public final class TestModelGenerator {
             case V_BIAS:
                 scale = 0.2;
                 break;
+            case ROUTER:
+                // router logits spread ~3: the top-k usually wins by a clear margin, so that the
+                // rounding of another implementation rarely swaps an expert (a near-tie flips
+                // the routing and moves that token's output discontinuously)
+                scale = 3.0 / Math.sqrt(cols);
+                break;
             case EMBED:
             case OUTPUT:
                 // logits = normed hidden . row: spread ~4 whatever the width
@@ -155,9 +223,10 @@ public final class TestModelGenerator {
         for (int i = 0; i < n; i++) {
             v[i] = (float) (offset + (2 * random.nextDouble() - 1) * half);
         }
-        if (rows == 1 && dtype != DType.F32) {
-            // 1-D tensors stay F32 in GGUF but take the model dtype in safetensors: round them
-            // to that dtype here so that both files hold the same numbers.
+        if ((rows == 1 || field == ROUTER) && dtype != DType.F32) {
+            // 1-D tensors and the router stay F32 in GGUF (as llama.cpp keeps them) but take the
+            // model dtype in safetensors: round them to that dtype here so that both files hold
+            // the same numbers.
             for (int i = 0; i < n; i++) {
                 v[i] = dtype == DType.BF16 ? Float16.bf16ToFloat(Float16.bf16FromFloat(v[i])) : Float16.toFloat(Float16.fromFloat(v[i]));
             }
@@ -197,14 +266,77 @@ public final class TestModelGenerator {
             vector(sink, naming, V_BIAS, l, kv, vectorType, matrixType);
             matrix(sink, naming, O, l, h, h, matrixType);
             vector(sink, naming, FFN_NORM, l, h, vectorType, matrixType);
-            matrix(sink, naming, GATE, l, ffn, h, matrixType);
-            matrix(sink, naming, UP, l, ffn, h, matrixType);
-            matrix(sink, naming, DOWN, l, h, ffn, matrixType);
+            if (moeConfig != null && moeConfig.isMoeLayer(l)) {
+                moe(sink, naming, l, matrixType, vectorType);
+            } else {
+                matrix(sink, naming, GATE, l, ffn, h, matrixType);
+                matrix(sink, naming, UP, l, ffn, h, matrixType);
+                matrix(sink, naming, DOWN, l, h, ffn, matrixType);
+            }
         }
         vector(sink, naming, OUTPUT_NORM, 0, h, vectorType, matrixType);
         if (!config.tieWordEmbeddings()) {
             matrix(sink, naming, OUTPUT, 0, config.vocabSize(), h, matrixType);
         }
+    }
+
+    /**
+     * A MoE layer's tensors. The router and the shared-expert gate take {@code vectorType} (F32
+     * in GGUF, as llama.cpp keeps {@code ffn_gate_inp}; the model dtype in safetensors); GGUF
+     * merges the routed experts into one {@code [experts, rows, cols]} tensor per matrix.
+     */
+    private void moe(TensorSink sink, TensorNaming naming, int l, DType matrixType, DType vectorType) {
+        int h = config.hiddenSize();
+        int e = moeConfig.numExperts();
+        int ff = moeConfig.moeIntermediateSize();
+        int shared = moeConfig.sharedExpertIntermediateSize();
+        sink.add(
+                naming.tensorName(ROUTER, l),
+                vectorType,
+                new long[] {e, h},
+                encoded(() -> values(ROUTER, l, e, h, matrixType), vectorType, e, h));
+        experts(sink, naming, GATE_EXPS, l, ff, h, matrixType);
+        experts(sink, naming, UP_EXPS, l, ff, h, matrixType);
+        experts(sink, naming, DOWN_EXPS, l, h, ff, matrixType);
+        matrix(sink, naming, GATE_SHEXP, l, shared, h, matrixType);
+        matrix(sink, naming, UP_SHEXP, l, shared, h, matrixType);
+        matrix(sink, naming, DOWN_SHEXP, l, h, shared, matrixType);
+        // GGUF ffn_gate_inp_shexp is [hidden]; HF shared_expert_gate is a Linear(hidden, 1)
+        long[] gateShape = naming.mergedExperts() ? new long[] {h} : new long[] {1, h};
+        sink.add(
+                naming.tensorName(SHEXP_GATE, l),
+                vectorType,
+                gateShape,
+                encoded(() -> values(SHEXP_GATE, l, 1, h, matrixType), vectorType, 1, h));
+    }
+
+    private void experts(TensorSink sink, TensorNaming naming, Field f, int l, int rows, int cols, DType dtype) {
+        int experts = moeConfig.numExperts();
+        if (!naming.mergedExperts()) {
+            for (int e = 0; e < experts; e++) {
+                int expert = e;
+                sink.add(
+                        naming.expertName(f, l, e),
+                        dtype,
+                        new long[] {rows, cols},
+                        encoded(() -> values(f, l, expert, rows, cols, dtype), dtype, rows, cols));
+            }
+            return;
+        }
+        sink.add(
+                naming.tensorName(f, l),
+                dtype,
+                new long[] {experts, rows, cols},
+                () -> {
+                    long matrixBytes = dtype.rowBytes(cols) * rows;
+                    ByteBuffer all =
+                            ByteBuffer.allocate(Math.toIntExact(matrixBytes * experts)).order(ByteOrder.LITTLE_ENDIAN);
+                    for (int e = 0; e < experts; e++) {
+                        int expert = e;
+                        all.put(encoded(() -> values(f, l, expert, rows, cols, dtype), dtype, rows, cols).get());
+                    }
+                    return all.flip();
+                });
     }
 
     private void matrix(TensorSink sink, TensorNaming naming, Field f, int layer, int rows, int cols, DType dtype) {
@@ -227,17 +359,28 @@ public final class TestModelGenerator {
 
     private void writeGguf(DType dtype, Path file) throws IOException {
         GgufWriter w = new GgufWriter();
-        w.put("general.architecture", "qwen2");
+        String arch = moeConfig != null ? "qwen2moe" : "qwen2";
+        w.put("general.architecture", arch);
         w.put("general.name", "flink-qwen random-weights seed " + seed);
         w.putUint32("general.file_type", fileType(dtype));
-        w.putUint32("qwen2.context_length", config.maxPositionEmbeddings());
-        w.putUint32("qwen2.embedding_length", config.hiddenSize());
-        w.putUint32("qwen2.block_count", config.numHiddenLayers());
-        w.putUint32("qwen2.feed_forward_length", config.intermediateSize());
-        w.putUint32("qwen2.attention.head_count", config.numAttentionHeads());
-        w.putUint32("qwen2.attention.head_count_kv", config.numKeyValueHeads());
-        w.putFloat32("qwen2.rope.freq_base", (float) config.ropeTheta());
-        w.putFloat32("qwen2.attention.layer_norm_rms_epsilon", (float) config.rmsNormEps());
+        w.putUint32(arch + ".context_length", config.maxPositionEmbeddings());
+        w.putUint32(arch + ".embedding_length", config.hiddenSize());
+        w.putUint32(arch + ".block_count", config.numHiddenLayers());
+        w.putUint32(arch + ".feed_forward_length", config.intermediateSize());
+        w.putUint32(arch + ".attention.head_count", config.numAttentionHeads());
+        w.putUint32(arch + ".attention.head_count_kv", config.numKeyValueHeads());
+        w.putFloat32(arch + ".rope.freq_base", (float) config.ropeTheta());
+        w.putFloat32(arch + ".attention.layer_norm_rms_epsilon", (float) config.rmsNormEps());
+        if (moeConfig != null) {
+            w.putUint32("qwen2moe.expert_count", moeConfig.numExperts());
+            w.putUint32("qwen2moe.expert_used_count", moeConfig.numExpertsPerTok());
+            w.putUint32("qwen2moe.expert_feed_forward_length", moeConfig.moeIntermediateSize());
+            w.putUint32("qwen2moe.expert_shared_feed_forward_length", moeConfig.sharedExpertIntermediateSize());
+            if (moeConfig.normTopkProb()) {
+                // llama.cpp's qwen2moe graph ignores this key and never renormalises
+                w.putBool("qwen2moe.expert_weights_norm", true);
+            }
+        }
         w.put("tokenizer.ggml.model", "gpt2");
         w.put("tokenizer.ggml.pre", "qwen2");
         w.putStringArray("tokenizer.ggml.tokens", vocabulary.tokens());
@@ -285,7 +428,7 @@ public final class TestModelGenerator {
         Files.createDirectories(dir);
         ObjectMapper json = new ObjectMapper();
         String configJson =
-                config.toConfigJson()
+                (moeConfig != null ? moeConfig.toConfigJson() : config.toConfigJson())
                         .replace("\"float32\"", "\"" + torchDtype(dtype) + "\"");
         Files.write(dir.resolve("config.json"), configJson.getBytes(StandardCharsets.UTF_8));
         Files.write(

@@ -37,6 +37,15 @@ public interface TensorStore extends AutoCloseable {
     WeightMatrix matrix(String name, int rows, int cols);
 
     /**
+     * The per-expert matrices of a 3-D tensor {@code [experts, rows, cols]} (GGUF's merged
+     * {@code ffn_*_exps}): expert {@code e}'s matrix is contiguous, mapped as a view of the file.
+     *
+     * @throws ModelFormatException if it is missing, has another expert count or matrix shape
+     *     (the message names both), or a dtype the kernels cannot read
+     */
+    WeightMatrix[] expertMatrices(String name, int experts, int rows, int cols);
+
+    /**
      * A 1-D tensor of {@code length} values, decoded to F32 on the heap.
      *
      * @throws ModelFormatException if it is missing or of another length or dtype

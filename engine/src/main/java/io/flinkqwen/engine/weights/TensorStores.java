@@ -230,6 +230,33 @@ public final class TensorStores {
     }
 
     /**
+     * Checks that {@code t} is {@code [experts, rows, cols]} and maps each expert's matrix
+     * (contiguous: {@code rows} rows of {@code dtype.rowBytes(cols)} bytes from {@code offset + e *
+     * rows * rowBytes}).
+     */
+    public static WeightMatrix[] mapExpertMatrices(
+            FileChannel ch, Path file, TensorInfo t, DType dtype, int experts, int rows, int cols) {
+        long[] shape = t.shape();
+        if (shape.length == 3 && shape[1] == rows && shape[2] == cols && shape[0] != experts) {
+            throw new ModelFormatException(
+                    String.format(
+                            "tensor %s in %s holds %d experts, the config says %d (shape %s)",
+                            t.name(), file, shape[0], experts, Arrays.toString(shape)));
+        }
+        checkShape(t, file, experts, rows, cols);
+        long matrixBytes = dtype.rowBytes(cols) * rows;
+        WeightMatrix[] out = new WeightMatrix[experts];
+        try {
+            for (int e = 0; e < experts; e++) {
+                out[e] = WeightMatrix.map(ch, t.offset() + e * matrixBytes, dtype, rows, cols);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(file + ": cannot map tensor " + t.name(), e);
+        }
+        return out;
+    }
+
+    /**
      * A tensor's raw bytes, mapped read-only and little-endian.
      *
      * @throws ModelFormatException if it is larger than 2 GiB (map it as a matrix)

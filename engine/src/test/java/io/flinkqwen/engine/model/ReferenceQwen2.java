@@ -6,11 +6,12 @@
 package io.flinkqwen.engine.model;
 
 import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.kernels.Quantize;
 import io.flinkqwen.kernels.WeightMatrix;
 
 /**
- * A second, deliberately plain Qwen2 forward pass in float64, written from the HF modeling code's
+ * A second, deliberately plain Qwen2 / Qwen2-MoE forward pass in float64, written from the HF modeling code's
  * definitions (not from {@link Qwen2Model}): whole-sequence, no cache, no kernels except weight
  * decoding. Slow; for tiny test models only.
  */
@@ -18,10 +19,18 @@ final class ReferenceQwen2 {
 
     private final Qwen2Config c;
     private final Qwen2Weights w;
+    private final Qwen2MoeConfig moeConfig; // null for a dense model
 
     ReferenceQwen2(Qwen2Config c, Qwen2Weights w) {
         this.c = c;
         this.w = w;
+        this.moeConfig = null;
+    }
+
+    ReferenceQwen2(Qwen2MoeConfig c, Qwen2Weights w) {
+        this.c = c.dense();
+        this.w = w;
+        this.moeConfig = c;
     }
 
     /** Logits (position, vocab) for every prefix of {@code ids}. */
@@ -78,12 +87,10 @@ final class ReferenceQwen2 {
             }
             for (int t = 0; t < n; t++) {
                 double[] m = rmsNorm(x[t], l.ffnNorm);
-                double[] g = matVec(l.wGate, m);
-                double[] u = matVec(l.wUp, m);
-                for (int i = 0; i < g.length; i++) {
-                    g[i] = g[i] / (1 + Math.exp(-g[i])) * u[i];
-                }
-                double[] d = matVec(l.wDown, g);
+                double[] d =
+                        l.ffn instanceof Qwen2Weights.MoeFfn
+                                ? moe((Qwen2Weights.MoeFfn) l.ffn, m)
+                                : swiGlu((Qwen2Weights.SwiGluFfn) l.ffn, m);
                 for (int i = 0; i < h; i++) {
                     x[t][i] += d[i];
                 }
@@ -94,6 +101,66 @@ final class ReferenceQwen2 {
             logits[t] = matVec(w.output, rmsNorm(x[t], w.outputNorm));
         }
         return logits;
+    }
+
+    private static double[] swiGlu(Qwen2Weights.SwiGluFfn f, double[] m) {
+        double[] g = matVec(f.gate, m);
+        double[] u = matVec(f.up, m);
+        for (int i = 0; i < g.length; i++) {
+            g[i] = g[i] / (1 + Math.exp(-g[i])) * u[i];
+        }
+        return matVec(f.down, g);
+    }
+
+    /**
+     * HF {@code Qwen2MoeSparseMoeBlock.forward}: routing_weights = softmax(gate(x)); topk;
+     * divided by their sum if norm_topk_prob; sum of weight * expert(x); plus
+     * sigmoid(shared_expert_gate(x)) * shared_expert(x).
+     */
+    private double[] moe(Qwen2Weights.MoeFfn f, double[] m) {
+        double[] logits = matVec(f.router, m);
+        double max = Double.NEGATIVE_INFINITY;
+        for (double v : logits) {
+            max = Math.max(max, v);
+        }
+        double[] p = new double[logits.length];
+        double sum = 0;
+        for (int e = 0; e < p.length; e++) {
+            p[e] = Math.exp(logits[e] - max);
+            sum += p[e];
+        }
+        for (int e = 0; e < p.length; e++) {
+            p[e] /= sum;
+        }
+        Integer[] order = new Integer[p.length];
+        for (int e = 0; e < p.length; e++) {
+            order[e] = e;
+        }
+        java.util.Arrays.sort(order, (a, b) -> Double.compare(p[b], p[a]));
+        int k = moeConfig.numExpertsPerTok();
+        double topSum = 0;
+        for (int j = 0; j < k; j++) {
+            topSum += p[order[j]];
+        }
+        double[] out = new double[m.length];
+        for (int j = 0; j < k; j++) {
+            int e = order[j];
+            double weight = moeConfig.normTopkProb() ? p[e] / topSum : p[e];
+            double[] y = swiGlu(f.experts[e], m);
+            for (int i = 0; i < out.length; i++) {
+                out[i] += weight * y[i];
+            }
+        }
+        double g = 0;
+        for (int i = 0; i < m.length; i++) {
+            g += f.sharedGate[i] * m[i];
+        }
+        double scale = 1 / (1 + Math.exp(-g));
+        double[] y = swiGlu(f.shared, m);
+        for (int i = 0; i < out.length; i++) {
+            out[i] += scale * y[i];
+        }
+        return out;
     }
 
     private double[] rmsNorm(double[] x, float[] weight) {

@@ -79,43 +79,7 @@ class Qwen2MatchesLlamaCppTest {
     private void compare(Qwen2Config config, String name, DType dtype, double tolerance, int mustAgree) throws Exception {
         Path gguf = dir.resolve(name + "-" + dtype + ".gguf");
         new TestModelGenerator(config, 7).write(TestModelGenerator.Format.GGUF, dtype, gguf, 0);
-
-        LlamaCppOracle.Result ref = LlamaCppOracle.run(gguf, PROMPT, STEPS, 2);
-        assertEquals(STEPS, ref.greedy.length, "llama.cpp steps");
-
-        try (LoadedModel model = LoadedModel.open(gguf)) {
-            Qwen2Model forward = model.newForward(pool, 16);
-            int[] ours = new Generator(forward).generate(PROMPT, SamplingParams.greedy(STEPS), null).ids();
-
-            int[] all = concat(PROMPT, ref.greedy);
-            float[][] logits = forward.forwardAllLogits(forward.newCache(all.length), all);
-            assertEquals(ref.logits.length, all.length);
-            double maxDiff = 0;
-            for (int p = 0; p < all.length; p++) {
-                for (int v = 0; v < model.config().vocabSize(); v++) {
-                    maxDiff = Math.max(maxDiff, Math.abs(logits[p][v] - ref.logits[p][v]));
-                }
-            }
-            int agree = 0;
-            while (agree < STEPS && ours[agree] == ref.greedy[agree]) {
-                agree++;
-            }
-            System.out.printf(
-                    Locale.ROOT,
-                    name + " %s: max |logit - llama.cpp| = %.3g over %d positions x %d vocab; greedy ids agree for %d/%d steps; %s%n",
-                    dtype, maxDiff, all.length, model.config().vocabSize(), agree, STEPS, ref.provenance);
-            assertTrue(maxDiff <= tolerance, dtype + ": max logit difference " + maxDiff + " > " + tolerance);
-            if (mustAgree == STEPS) {
-                assertArrayEquals(ref.greedy, ours, dtype + ": greedy ids differ from llama.cpp");
-            } else {
-                // quantized activations on llama.cpp's side can flip near-ties: require agreement
-                // up to the first step whose top-2 gap (by llama.cpp) is within the tolerance
-                int firstTie = firstNearTie(ref.logits, PROMPT.length, tolerance);
-                assertTrue(
-                        agree >= Math.min(mustAgree, firstTie),
-                        dtype + ": greedy ids agree for " + agree + " steps, first near-tie at " + firstTie);
-            }
-        }
+        LlamaCppAgreement.check(gguf, name + " " + dtype, PROMPT, STEPS, tolerance, mustAgree, pool);
     }
 
     @Test
@@ -146,22 +110,5 @@ class Qwen2MatchesLlamaCppTest {
         assertArrayEquals(lastGguf, lastHf, 0f);
         // and the GGUF copy agrees with llama.cpp
         assertArrayEquals(LlamaCppOracle.run(gguf, PROMPT, STEPS, 2).greedy, fromGguf);
-    }
-
-    private static int firstNearTie(float[][] logits, int promptLength, double gap) {
-        for (int s = 0; s < STEPS; s++) {
-            float[] row = logits[promptLength - 1 + s].clone();
-            Arrays.sort(row);
-            if (row[row.length - 1] - row[row.length - 2] <= 2 * gap) {
-                return s;
-            }
-        }
-        return STEPS;
-    }
-
-    private static int[] concat(int[] a, int[] b) {
-        int[] r = Arrays.copyOf(a, a.length + b.length);
-        System.arraycopy(b, 0, r, a.length, b.length);
-        return r;
     }
 }

@@ -98,6 +98,20 @@ class SafetensorsRoundTripTest {
                     assertArrayEquals(bytes, mapped, name);
                 } else if (shape.length == 1) {
                     assertArrayEquals(data.get(name).values(), store.vector(name, (int) shape[0]), 0f, name);
+                } else if (shape.length == 3) {
+                    // [experts, rows, cols]: each expert's matrix is the next contiguous slice
+                    WeightMatrix[] experts = store.expertMatrices(name, (int) shape[0], (int) shape[1], (int) shape[2]);
+                    assertEquals(shape[0], experts.length, name);
+                    byte[] mapped = new byte[bytes.length];
+                    int at = 0;
+                    for (WeightMatrix m : experts) {
+                        for (int r = 0; r < m.rows(); r++) {
+                            m.chunk(r).get(m.offset(r), mapped, at, m.rowBytes());
+                            at += m.rowBytes();
+                        }
+                    }
+                    assertEquals(bytes.length, at, name);
+                    assertArrayEquals(bytes, mapped, name);
                 }
             }
         }

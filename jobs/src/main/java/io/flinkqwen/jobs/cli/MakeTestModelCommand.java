@@ -6,6 +6,7 @@
 package io.flinkqwen.jobs.cli;
 
 import io.flinkqwen.engine.config.Qwen2Config;
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.engine.testmodel.TestModelGenerator;
 import io.flinkqwen.kernels.DType;
 import java.io.PrintStream;
@@ -16,7 +17,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 
-/** {@code make-test-model}: a random-weight Qwen2 model from a seed. */
+/** {@code make-test-model}: a random-weight Qwen2 or Qwen2-MoE model from a seed. */
 final class MakeTestModelCommand implements Main.Command {
 
     @Override
@@ -24,6 +25,7 @@ final class MakeTestModelCommand implements Main.Command {
         return String.join(
                 "\n",
                 "usage: flink-qwen make-test-model --arch qwen2 --preset tiny|tiny-tied|0.5b|1.5b|7b|72b",
+                "       flink-qwen make-test-model --arch qwen2moe --preset tiny|tiny-mixed|a2.7b|57b-a14b",
                 "         --dtype f32|f16|bf16|q8_0|q4_0 --format gguf|hf --seed N --out PATH",
                 "         [--shard-size BYTES]",
                 "",
@@ -41,12 +43,18 @@ final class MakeTestModelCommand implements Main.Command {
                         Set.of("arch", "preset", "dtype", "format", "seed", "out", "shard-size"),
                         Set.of());
         String arch = a.string("arch", "qwen2");
-        if (!arch.equals("qwen2")) {
-            throw new Args.UsageException("make-test-model: --arch " + arch + " is not supported yet (supported: qwen2)");
+        if (!arch.equals("qwen2") && !arch.equals("qwen2moe")) {
+            throw new Args.UsageException(
+                    "make-test-model: --arch " + arch + " is not supported (supported: qwen2, qwen2moe)");
         }
-        Qwen2Config preset;
+        Qwen2Config preset = null;
+        Qwen2MoeConfig moePreset = null;
         try {
-            preset = TestModelGenerator.preset(a.string("preset", "tiny"));
+            if (arch.equals("qwen2moe")) {
+                moePreset = TestModelGenerator.moePreset(a.string("preset", "tiny"));
+            } else {
+                preset = TestModelGenerator.preset(a.string("preset", "tiny"));
+            }
         } catch (IllegalArgumentException e) {
             throw new Args.UsageException("make-test-model: " + e.getMessage());
         }
@@ -69,11 +77,12 @@ final class MakeTestModelCommand implements Main.Command {
         if (shard > 0 && format != TestModelGenerator.Format.HF) {
             throw new Args.UsageException("make-test-model: --shard-size applies to --format hf only");
         }
-        TestModelGenerator gen = new TestModelGenerator(preset, seed);
+        TestModelGenerator gen =
+                moePreset != null ? new TestModelGenerator(moePreset, seed) : new TestModelGenerator(preset, seed);
         err.printf(
                 Locale.ROOT,
-                "writing a random-weight qwen2 model: %.3fB parameters, %s, %s, seed %d -> %s%n",
-                gen.config().parameterCount() / 1e9, dtype, format.name().toLowerCase(Locale.ROOT), seed, outPath);
+                "writing a random-weight %s model: %.3fB parameters, %s, %s, seed %d -> %s%n",
+                arch, gen.parameterCount() / 1e9, dtype, format.name().toLowerCase(Locale.ROOT), seed, outPath);
         long t0 = System.nanoTime();
         gen.write(format, dtype, outPath, shard);
         long bytes =

@@ -24,9 +24,13 @@ final class ModelArgs {
         LoadedModel model = LoadedModel.open(path);
         err.printf(
                 Locale.ROOT,
-                "loaded %s (%s, %s weights, %.2fB parameters) in %.2f s%n",
+                "loaded %s (%s, %s weights, %.2fB parameters%s) in %.2f s%n",
                 model.source(), model.format(), model.weights().weightFormat(),
-                model.config().parameterCount() / 1e9, (System.nanoTime() - t0) / 1e9);
+                model.parameterCount() / 1e9,
+                model.moeConfig().isPresent()
+                        ? String.format(Locale.ROOT, ", %.2fB active", model.activeParameterCount() / 1e9)
+                        : "",
+                (System.nanoTime() - t0) / 1e9);
         return model;
     }
 }

@@ -169,6 +169,31 @@ class MainTest {
     }
 
     @Test
+    void makeTestModelWritesQwen2MoeInBothFormatsThatGenerateTheSameIds() throws Exception {
+        Path moeGguf = dir.resolve("moe.gguf");
+        Path moeHf = dir.resolve("moe-hf");
+        Run r = run("make-test-model", "--arch", "qwen2moe", "--preset", "tiny", "--format", "gguf", "--seed", "9", "--out", moeGguf.toString());
+        assertEquals(0, r.code, r.err);
+        assertTrue(r.err.contains("random-weight qwen2moe model"), r.err);
+        r = run("make-test-model", "--arch", "qwen2moe", "--preset", "tiny", "--format", "hf", "--seed", "9", "--out", moeHf.toString());
+        assertEquals(0, r.code, r.err);
+        Run a = run("generate", "--model", moeGguf.toString(), "--prompt-ids", "72,101,108", "--max-new-tokens", "8", "--temperature", "0", "--output", "json", "--threads", "2");
+        Run b = run("generate", "--model", moeHf.toString(), "--prompt-ids", "72,101,108", "--max-new-tokens", "8", "--temperature", "0", "--output", "json", "--threads", "2");
+        assertEquals(0, a.code, a.err);
+        assertEquals(0, b.code, b.err);
+        assertEquals(new ObjectMapper().readTree(a.out).get("ids"), new ObjectMapper().readTree(b.out).get("ids"));
+        try (LoadedModel m = LoadedModel.open(moeGguf)) {
+            assertEquals(8, m.moeConfig().orElseThrow().numExperts());
+        }
+        r = run("make-test-model", "--arch", "qwen2moe", "--preset", "7b", "--out", dir.resolve("x.gguf").toString());
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("57b-a14b") && r.err.contains("a2.7b"), r.err);
+        r = run("make-test-model", "--arch", "llama", "--out", dir.resolve("y.gguf").toString());
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("qwen2moe"), r.err);
+    }
+
+    @Test
     void helpExitsZero() {
         Run r = run("generate", "--help");
         assertEquals(0, r.code);

@@ -1,0 +1,32 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.model;
+
+import io.flinkqwen.kernels.KernelPool;
+import io.flinkqwen.kernels.MatMul;
+import io.flinkqwen.kernels.SwiGlu;
+
+/** The SwiGLU feed-forward block, once: a dense layer's FFN, each routed expert, the shared expert. */
+final class FeedForward {
+
+    private FeedForward() {}
+
+    /**
+     * {@code out = down(silu(gate(x)) * up(x))} for {@code n} rows of {@code x} (n, hidden); every
+     * weight row is read once for all {@code n} rows.
+     *
+     * @param gate scratch of at least {@code n * ffn} floats, overwritten
+     * @param up scratch of at least {@code n * ffn} floats, overwritten
+     * @param out (n, hidden), overwritten
+     */
+    static void swiGlu(
+            KernelPool pool, Qwen2Weights.SwiGluFfn w, float[] out, float[] x, int n, float[] gate, float[] up) {
+        MatMul.matMul(pool, gate, w.gate, x, n);
+        MatMul.matMul(pool, up, w.up, x, n);
+        SwiGlu.swiGlu(gate, 0, gate, 0, up, 0, n * w.ffnSize());
+        MatMul.matMul(pool, out, w.down, gate, n);
+    }
+}

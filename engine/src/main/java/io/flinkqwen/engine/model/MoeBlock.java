@@ -1,0 +1,184 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.model;
+
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
+import io.flinkqwen.kernels.KernelPool;
+import io.flinkqwen.kernels.MatMul;
+import io.flinkqwen.kernels.VectorOps;
+
+/**
+ * The Qwen2-MoE feed-forward block (HF {@code Qwen2MoeSparseMoeBlock}, llama.cpp {@code
+ * qwen2moe}): router softmax over all experts, top-k, the k weights renormalised only if {@code
+ * norm_topk_prob}, the routed experts' SwiGLU outputs summed with those weights, plus the shared
+ * expert scaled by {@code sigmoid(shared_expert_gate . x)}.
+ *
+ * <p>Expert-grouped: the tokens of a chunk routed to one expert are gathered and go through that
+ * expert's matrices together (one {@link MatMul#matMul} per active expert and matrix), so a
+ * prefill reads each active expert's weights once per chunk, not once per token.
+ *
+ * <p>Holds the scratch for up to {@code maxChunk} tokens; not thread-safe, like {@link Qwen2Model}.
+ */
+final class MoeBlock {
+
+    private final KernelPool pool;
+    private final int hidden;
+    private final int experts;
+    private final int topK;
+    private final boolean normTopkProb;
+    private final RouterStats stats;
+
+    private final float[] routerLogits; // (n, experts)
+    private final int[] chosen; // (n, topK) expert ids
+    private final float[] chosenWeight; // (n, topK) routing weights
+    private final int[] count; // (experts) tokens routed to each expert in this chunk
+    private final int[][] tokenOf; // (experts, n) which tokens
+    private final float[][] weightOf; // (experts, n) with which weight
+    private final float[] gathered; // (n, hidden) the inputs of one expert's tokens
+    private final float[] expertOut; // (n, hidden)
+    private final float[] gate; // (n, max(moe, shared) intermediate)
+    private final float[] up; // (n, max(moe, shared) intermediate)
+
+    MoeBlock(Qwen2MoeConfig c, KernelPool pool, int maxChunk) {
+        this.pool = pool;
+        this.hidden = c.hiddenSize();
+        this.experts = c.numExperts();
+        this.topK = c.numExpertsPerTok();
+        this.normTopkProb = c.normTopkProb();
+        this.stats = new RouterStats(c.numHiddenLayers(), Math.max(1, experts));
+        int ffn = Math.max(c.moeIntermediateSize(), c.sharedExpertIntermediateSize());
+        routerLogits = new float[maxChunk * experts];
+        chosen = new int[maxChunk * topK];
+        chosenWeight = new float[maxChunk * topK];
+        count = new int[experts];
+        tokenOf = new int[experts][maxChunk];
+        weightOf = new float[experts][maxChunk];
+        gathered = new float[maxChunk * hidden];
+        expertOut = new float[maxChunk * hidden];
+        gate = new float[maxChunk * ffn];
+        up = new float[maxChunk * ffn];
+    }
+
+    RouterStats stats() {
+        return stats;
+    }
+
+    /**
+     * {@code out = moe(x)} for {@code n} normed rows of {@code x} (n, hidden); {@code out} (n,
+     * hidden) is overwritten. Counts the routing of layer {@code layer} in the stats.
+     */
+    void forward(Qwen2Weights.MoeFfn w, int layer, float[] out, float[] x, int n) {
+        // router logits, (n, experts)
+        MatMul.matMul(pool, routerLogits, w.router, x, n);
+        // route each token: softmax over all experts, then top-k
+        for (int t = 0; t < n; t++) {
+            route(routerLogits, t * experts, experts, topK, normTopkProb, chosen, chosenWeight, t * topK);
+            stats.margin(t, n, topKMargin(routerLogits, t * experts, t * topK));
+        }
+        // group the chunk's tokens by expert
+        java.util.Arrays.fill(count, 0);
+        for (int t = 0; t < n; t++) {
+            for (int j = 0; j < topK; j++) {
+                int e = chosen[t * topK + j];
+                tokenOf[e][count[e]] = t;
+                weightOf[e][count[e]] = chosenWeight[t * topK + j];
+                count[e]++;
+            }
+        }
+        // shared expert, scaled by sigmoid(shared_expert_gate . x): written into out first
+        FeedForward.swiGlu(pool, w.shared, out, x, n, gate, up);
+        for (int t = 0; t < n; t++) {
+            float g = VectorOps.dot(w.sharedGate, 0, x, t * hidden, hidden);
+            VectorOps.scaleInPlace(out, t * hidden, hidden, (float) (1.0 / (1.0 + Math.exp(-g))));
+        }
+        // routed experts: one pass over each active expert's weights for all its tokens
+        for (int e = 0; e < experts; e++) {
+            int m = count[e];
+            if (m == 0) {
+                continue;
+            }
+            stats.add(layer, e, m);
+            for (int i = 0; i < m; i++) {
+                System.arraycopy(x, tokenOf[e][i] * hidden, gathered, i * hidden, hidden);
+            }
+            FeedForward.swiGlu(pool, w.experts[e], expertOut, gathered, m, gate, up);
+            for (int i = 0; i < m; i++) {
+                int t = tokenOf[e][i];
+                float weight = weightOf[e][i];
+                for (int d = 0; d < hidden; d++) {
+                    out[t * hidden + d] += weight * expertOut[i * hidden + d];
+                }
+            }
+        }
+    }
+
+    /**
+     * Routes one token as HF {@code Qwen2MoeSparseMoeBlock} does: {@code p = softmax(logits)} over
+     * all {@code experts} (in float), the {@code k} largest {@code p} (ties: the lower expert id
+     * first), and only if {@code normTopkProb} the k weights divided by their sum. Without
+     * renormalisation the weights are the softmax probabilities themselves and sum to less than 1.
+     *
+     * @param ids receives the k expert ids at {@code outOff}, by descending weight
+     * @param weights receives their routing weights at {@code outOff}
+     */
+    static void route(
+            float[] logits, int off, int experts, int k, boolean normTopkProb, int[] ids, float[] weights, int outOff) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int e = 0; e < experts; e++) {
+            max = Math.max(max, logits[off + e]);
+        }
+        float sum = 0;
+        for (int e = 0; e < experts; e++) {
+            sum += (float) Math.exp(logits[off + e] - max);
+        }
+        // top-k by logit: softmax is monotonic, so the order is the same as by probability
+        float picked = 0;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int e = 0; e < experts; e++) {
+                if (isChosen(ids, outOff, j, e)) {
+                    continue;
+                }
+                if (best < 0 || logits[off + e] > logits[off + best]) {
+                    best = e;
+                }
+            }
+            ids[outOff + j] = best;
+            weights[outOff + j] = (float) Math.exp(logits[off + best] - max) / sum;
+            picked += weights[outOff + j];
+        }
+        // norm_topk_prob: renormalise the k weights to sum 1 (Qwen's released MoE configs: false)
+        if (normTopkProb) {
+            for (int j = 0; j < k; j++) {
+                weights[outOff + j] /= picked;
+            }
+        }
+    }
+
+    /** The k-th largest logit minus the largest one not chosen. */
+    private float topKMargin(float[] logits, int off, int chosenOff) {
+        if (topK == experts) {
+            return Float.POSITIVE_INFINITY;
+        }
+        float kth = logits[off + chosen[chosenOff + topK - 1]];
+        float next = Float.NEGATIVE_INFINITY;
+        for (int e = 0; e < experts; e++) {
+            if (!isChosen(chosen, chosenOff, topK, e)) {
+                next = Math.max(next, logits[off + e]);
+            }
+        }
+        return kth - next;
+    }
+
+    private static boolean isChosen(int[] ids, int off, int n, int e) {
+        for (int j = 0; j < n; j++) {
+            if (ids[off + j] == e) {
+                return true;
+            }
+        }
+        return false;
+    }
+}
