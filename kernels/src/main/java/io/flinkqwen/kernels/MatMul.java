@@ -38,6 +38,12 @@ public final class MatMul {
 
     private static final int QK = 32;
 
+    /**
+     * Weight bytes copied to scratch per bulk get on the one-token path: a few rows, small
+     * enough to stay in L1/L2 while they are dotted.
+     */
+    static final int COPY_BYTES = 16 * 1024;
+
     private static final ThreadLocal<RowsTask> TASKS = ThreadLocal.withInitial(RowsTask::new);
 
     private MatMul() {}
@@ -76,15 +82,27 @@ public final class MatMul {
         int rows = w.rows();
         int cols = w.cols();
         if (nTokens == 1) {
-            for (int r = rowStart; r < rowEnd; r++) {
-                out[r] = dotRow(w, r, x, scratch);
+            int group = Math.max(1, COPY_BYTES / w.rowBytes());
+            for (int r = rowStart; r < rowEnd; ) {
+                // a group never crosses a chunk: its rows are contiguous bytes of one buffer
+                int chunkEnd = (r / w.rowsPerChunk() + 1) * w.rowsPerChunk();
+                int end = Math.min(Math.min(rowEnd, chunkEnd), r + group);
+                dotRows(out, w, r, end, x, scratch);
+                r = end;
             }
             return;
         }
-        float[] row = scratch.floats(cols);
-        for (int r = rowStart; r < rowEnd; r++) {
-            Quantize.dequantizeRow(row, 0, w, r, scratch);
-            dotTokens(out, rows, r, row, x, cols, nTokens);
+        // two decoded rows side by side: each pass over x feeds both, see dotTokens2
+        float[] pair = scratch.floats(2 * cols);
+        int r = rowStart;
+        for (; r + 2 <= rowEnd; r += 2) {
+            Quantize.dequantizeRow(pair, 0, w, r, scratch);
+            Quantize.dequantizeRow(pair, cols, w, r + 1, scratch);
+            dotTokens2(out, rows, r, pair, x, cols, nTokens);
+        }
+        if (r < rowEnd) {
+            Quantize.dequantizeRow(pair, 0, w, r, scratch);
+            dotTokens(out, rows, r, pair, x, cols, nTokens);
         }
     }
 
@@ -114,90 +132,102 @@ public final class MatMul {
 
     // ---- one token: dot the stored row with x ----
 
-    private static float dotRow(WeightMatrix w, int r, float[] x, Scratch scratch) {
-        ByteBuffer chunk = w.chunk(r);
-        int base = w.offset(r);
+    /**
+     * {@code out[r] = W[r] . x} for the rows {@code [r0, r1)} of one chunk: their bytes are
+     * copied to scratch with one bulk get (a get per row cost about as much as the copy itself
+     * for 1 KiB rows), then each row is dotted from its offset in the copy.
+     */
+    private static void dotRows(float[] out, WeightMatrix w, int r0, int r1, float[] x, Scratch scratch) {
+        ByteBuffer chunk = w.chunk(r0);
+        int base = w.offset(r0);
         int cols = w.cols();
+        int n = r1 - r0;
         switch (w.dtype()) {
             case F32: {
-                float[] row = scratch.floats(cols);
-                FloatBuffer view = scratch.floatView(chunk);
-                view.get(base >>> 2, row, 0, cols);
-                return VectorOps.dot(row, 0, x, 0, cols);
+                float[] rows = scratch.floats(n * cols);
+                scratch.floatView(chunk).get(base >>> 2, rows, 0, n * cols);
+                for (int i = 0; i < n; i++) {
+                    out[r0 + i] = VectorOps.dot(rows, i * cols, x, 0, cols);
+                }
+                break;
             }
             case F16:
             case BF16: {
-                short[] h = scratch.shorts(cols);
-                ShortBuffer view = scratch.shortView(chunk);
-                view.get(base >>> 1, h, 0, cols);
-                return w.dtype() == DType.F16 ? dotF16(h, x, cols) : dotBF16(h, x, cols);
+                short[] h = scratch.shorts(n * cols);
+                scratch.shortView(chunk).get(base >>> 1, h, 0, n * cols);
+                boolean f16 = w.dtype() == DType.F16;
+                for (int i = 0; i < n; i++) {
+                    out[r0 + i] = f16 ? dotF16(h, i * cols, x, cols) : dotBF16(h, i * cols, x, cols);
+                }
+                break;
             }
-            case Q8_0: {
-                byte[] q = scratch.bytes(w.rowBytes());
-                chunk.get(base, q, 0, w.rowBytes());
-                return dotQ8_0(q, x, cols);
-            }
+            case Q8_0:
             case Q4_0: {
-                byte[] q = scratch.bytes(w.rowBytes());
-                chunk.get(base, q, 0, w.rowBytes());
-                return dotQ4_0(q, x, cols);
+                int rowBytes = w.rowBytes();
+                byte[] q = scratch.bytes(n * rowBytes);
+                chunk.get(base, q, 0, n * rowBytes);
+                boolean q8 = w.dtype() == DType.Q8_0;
+                for (int i = 0; i < n; i++) {
+                    out[r0 + i] = q8 ? dotQ8_0(q, i * rowBytes, x, cols) : dotQ4_0(q, i * rowBytes, x, cols);
+                }
+                break;
             }
             default:
                 throw new UnsupportedOperationException("matMul of " + w.dtype());
         }
     }
 
-    /** Dot of {@code n} F16 weights {@code h[0..n)} with {@code x[0..n)}. */
-    static float dotF16(short[] h, float[] x, int n) {
+    /** Dot of {@code n} F16 weights {@code h[ho..ho + n)} with {@code x[0..n)}. */
+    static float dotF16(short[] h, int ho, float[] x, int n) {
         FloatVector acc0 = FloatVector.zero(F);
         FloatVector acc1 = acc0;
         int c = 0;
         int upper2 = n - n % (2 * L);
         for (; c < upper2; c += 2 * L) {
-            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
-            acc1 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, c + L))
+            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc1 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, ho + c + L))
                     .fma(FloatVector.fromArray(F, x, c + L), acc1);
         }
         for (; c < F.loopBound(n); c += L) {
-            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
         }
         float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
         for (; c < n; c++) {
-            sum += Float16.toFloat(h[c]) * x[c];
+            sum += Float16.toFloat(h[ho + c]) * x[c];
         }
         return sum;
     }
 
-    /** Dot of {@code n} BF16 weights {@code h[0..n)} with {@code x[0..n)}. */
-    static float dotBF16(short[] h, float[] x, int n) {
+    /** Dot of {@code n} BF16 weights {@code h[ho..ho + n)} with {@code x[0..n)}. */
+    static float dotBF16(short[] h, int ho, float[] x, int n) {
         FloatVector acc0 = FloatVector.zero(F);
         FloatVector acc1 = acc0;
         int c = 0;
         int upper2 = n - n % (2 * L);
         for (; c < upper2; c += 2 * L) {
-            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
-            acc1 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, c + L))
+            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc1 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c + L))
                     .fma(FloatVector.fromArray(F, x, c + L), acc1);
         }
         for (; c < F.loopBound(n); c += L) {
-            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
         }
         float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
         for (; c < n; c++) {
-            sum += Float16.bf16ToFloat(h[c]) * x[c];
+            sum += Float16.bf16ToFloat(h[ho + c]) * x[c];
         }
         return sum;
     }
 
     /**
-     * Dot of a Q8_0 row ({@code n / 32} blocks from {@code q[0]}) with {@code x[0..n)}: per block
-     * the int8 values are widened to floats and dotted with x, then the block sum is scaled.
+     * Dot of a Q8_0 row ({@code n / 32} blocks from {@code q[qo]}) with {@code x[0..n)}: per
+     * block the int8 values are widened to floats and dotted with x, then the block sum is scaled.
      */
-    static float dotQ8_0(byte[] q, float[] x, int n) {
+    static float dotQ8_0(byte[] q, int qo, float[] x, int n) {
         int step = Simd.B.length();
         FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / QK; b++) {
-            int o = b * 34;
+            int o = qo + b * 34;
             int xo = b * QK;
             FloatVector block = FloatVector.zero(F);
             for (int j = 0; j < QK; j += step) {
@@ -211,12 +241,12 @@ public final class MatMul {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /** Dot of a Q4_0 row ({@code n / 32} blocks from {@code q[0]}) with {@code x[0..n)}. */
-    static float dotQ4_0(byte[] q, float[] x, int n) {
+    /** Dot of a Q4_0 row ({@code n / 32} blocks from {@code q[qo]}) with {@code x[0..n)}. */
+    static float dotQ4_0(byte[] q, int qo, float[] x, int n) {
         int step = Simd.B.length();
         FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / QK; b++) {
-            int o = b * 18;
+            int o = qo + b * 18;
             int xo = b * QK;
             FloatVector block = FloatVector.zero(F);
             for (int j = 0; j < QK / 2; j += step) {
@@ -279,6 +309,80 @@ public final class MatMul {
         }
         for (; t < nTokens; t++) {
             out[t * rows + r] = VectorOps.dot(row, 0, x, t * cols, cols);
+        }
+    }
+
+    /**
+     * {@link #dotTokens} for two decoded rows {@code rows2[0..cols)} (row {@code r}) and {@code
+     * rows2[cols..2 cols)} (row {@code r + 1}): a 2-row x 4-token block of eight accumulators, so
+     * each step loads 2 weight and 4 activation vectors for 8 FMAs (dotTokens: 5 loads for 4).
+     * Per output the sum is the same sequence of FMAs as in dotTokens, so results are identical.
+     */
+    static void dotTokens2(float[] out, int rows, int r, float[] rows2, float[] x, int cols, int nTokens) {
+        int upper = F.loopBound(cols);
+        int t = 0;
+        for (; t + 4 <= nTokens; t += 4) {
+            int x0 = t * cols;
+            int x1 = x0 + cols;
+            int x2 = x1 + cols;
+            int x3 = x2 + cols;
+            FloatVector a0 = FloatVector.zero(F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            FloatVector b0 = a0;
+            FloatVector b1 = a0;
+            FloatVector b2 = a0;
+            FloatVector b3 = a0;
+            int c = 0;
+            for (; c < upper; c += L) {
+                FloatVector wa = FloatVector.fromArray(F, rows2, c);
+                FloatVector wb = FloatVector.fromArray(F, rows2, cols + c);
+                FloatVector v = FloatVector.fromArray(F, x, x0 + c);
+                a0 = wa.fma(v, a0);
+                b0 = wb.fma(v, b0);
+                v = FloatVector.fromArray(F, x, x1 + c);
+                a1 = wa.fma(v, a1);
+                b1 = wb.fma(v, b1);
+                v = FloatVector.fromArray(F, x, x2 + c);
+                a2 = wa.fma(v, a2);
+                b2 = wb.fma(v, b2);
+                v = FloatVector.fromArray(F, x, x3 + c);
+                a3 = wa.fma(v, a3);
+                b3 = wb.fma(v, b3);
+            }
+            float sa0 = a0.reduceLanes(VectorOperators.ADD);
+            float sa1 = a1.reduceLanes(VectorOperators.ADD);
+            float sa2 = a2.reduceLanes(VectorOperators.ADD);
+            float sa3 = a3.reduceLanes(VectorOperators.ADD);
+            float sb0 = b0.reduceLanes(VectorOperators.ADD);
+            float sb1 = b1.reduceLanes(VectorOperators.ADD);
+            float sb2 = b2.reduceLanes(VectorOperators.ADD);
+            float sb3 = b3.reduceLanes(VectorOperators.ADD);
+            for (; c < cols; c++) {
+                float wa = rows2[c];
+                float wb = rows2[cols + c];
+                sa0 += wa * x[x0 + c];
+                sa1 += wa * x[x1 + c];
+                sa2 += wa * x[x2 + c];
+                sa3 += wa * x[x3 + c];
+                sb0 += wb * x[x0 + c];
+                sb1 += wb * x[x1 + c];
+                sb2 += wb * x[x2 + c];
+                sb3 += wb * x[x3 + c];
+            }
+            out[t * rows + r] = sa0;
+            out[(t + 1) * rows + r] = sa1;
+            out[(t + 2) * rows + r] = sa2;
+            out[(t + 3) * rows + r] = sa3;
+            out[t * rows + r + 1] = sb0;
+            out[(t + 1) * rows + r + 1] = sb1;
+            out[(t + 2) * rows + r + 1] = sb2;
+            out[(t + 3) * rows + r + 1] = sb3;
+        }
+        for (; t < nTokens; t++) {
+            out[t * rows + r] = VectorOps.dot(rows2, 0, x, t * cols, cols);
+            out[t * rows + r + 1] = VectorOps.dot(rows2, cols, x, t * cols, cols);
         }
     }
 

@@ -101,8 +101,24 @@ final class Simd {
         return (FloatVector) b.convertShape(VectorOperators.B2F, F, part);
     }
 
+    /**
+     * Every binary16 value decoded by {@link Float16#toFloat}, indexed by its 16 bits (256 KiB).
+     * A Q8_0/Q4_0 row has one F16 scale per 32 weights; decoding it with shifts and a branch
+     * cost about a fifth of a Q8_0 mat-vec on JDK 17 (measured), a table load costs one load, and
+     * the few distinct scales of a matrix stay in cache.
+     */
+    private static final float[] HALF_TABLE = halfTable();
+
+    private static float[] halfTable() {
+        float[] t = new float[1 << 16];
+        for (int i = 0; i < t.length; i++) {
+            t[i] = Float16.toFloat((short) i);
+        }
+        return t;
+    }
+
     /** The F16 scale stored little-endian at {@code a[offset]}, {@code a[offset + 1]}. */
     static float scaleAt(byte[] a, int offset) {
-        return Float16.toFloat((short) ((a[offset] & 0xFF) | (a[offset + 1] << 8)));
+        return HALF_TABLE[(a[offset] & 0xFF) | ((a[offset + 1] & 0xFF) << 8)];
     }
 }

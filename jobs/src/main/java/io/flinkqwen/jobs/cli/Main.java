@@ -24,6 +24,7 @@ public final class Main {
                     "  generate         generate text from a prompt",
                     "  score            teacher-forced top-K logits at every position",
                     "  make-test-model  write a random-weight Qwen2 model (GGUF or Hugging Face)",
+                    "  bench            prefill and decode speed, optionally next to llama.cpp",
                     "",
                     "'flink-qwen <command> --help' lists a command's options.");
 
@@ -51,6 +52,9 @@ public final class Main {
                 break;
             case "make-test-model":
                 c = new MakeTestModelCommand();
+                break;
+            case "bench":
+                c = new BenchCommand();
                 break;
             default:
                 err.println("error: unknown command '" + command + "'\n\n" + USAGE);

@@ -1,0 +1,86 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.benchmarks;
+
+import io.flinkqwen.kernels.Attention;
+import io.flinkqwen.kernels.RmsNorm;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * The per-token kernels besides matMul at Qwen2-0.5B shapes: RMSNorm over the 896-wide hidden
+ * state, and one query head (head dim 64, 2 KV heads of a 128-wide KV row) attending over
+ * {@code positions} cached positions.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.NANOSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules=jdk.incubator.vector", "-XX:+UseParallelGC"})
+public class SmallKernelsBench {
+
+    private static final int HIDDEN = 896;
+    private static final int HEAD_DIM = 64;
+    private static final int KV_DIM = 128;
+
+    @Param({"128", "1024"})
+    public int positions;
+
+    private float[] x;
+    private float[] weight;
+    private float[] normOut;
+    private float[] q;
+    private float[] keys;
+    private float[] values;
+    private float[] scores;
+    private float[] attOut;
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        Random rnd = new Random(7);
+        x = random(rnd, HIDDEN);
+        weight = random(rnd, HIDDEN);
+        normOut = new float[HIDDEN];
+        q = random(rnd, HEAD_DIM);
+        keys = random(rnd, positions * KV_DIM);
+        values = random(rnd, positions * KV_DIM);
+        scores = new float[positions];
+        attOut = new float[HEAD_DIM];
+    }
+
+    private static float[] random(Random rnd, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = (float) rnd.nextGaussian();
+        }
+        return a;
+    }
+
+    @Benchmark
+    public float[] rmsNorm() {
+        RmsNorm.rmsNorm(normOut, 0, x, 0, weight, HIDDEN, 1e-6f);
+        return normOut;
+    }
+
+    @Benchmark
+    public float[] attentionOneHead() {
+        Attention.attention(attOut, 0, q, 0, keys, values, 0, KV_DIM, HEAD_DIM, HEAD_DIM, positions, 0.125f, scores);
+        return attOut;
+    }
+}

@@ -1,0 +1,319 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.jobs.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.flinkqwen.engine.LoadedModel;
+import io.flinkqwen.engine.model.KvCache;
+import io.flinkqwen.engine.model.Qwen2Model;
+import io.flinkqwen.kernels.KernelPool;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.net.URISyntaxException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
+import java.util.StringJoiner;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code bench}: prefill and decode speed of one sequence on a model, optionally next to
+ * llama.cpp (node-llama-cpp) on the same file with the same thread count.
+ *
+ * <p>A run prefills {@code --prompt-tokens} ids in one forward call (chunks of 64, as {@code
+ * generate} does), then decodes {@code --gen-tokens} greedily: the token picked after the prompt
+ * is the first, each further one costs a one-token forward, so decode speed is {@code
+ * (gen - 1) / decode time}. Each run starts from a fresh KV cache; untimed warm-up runs come
+ * first (JIT compilation, page faults on the mapped weights). Medians, minima and maxima over
+ * {@code --runs}.
+ *
+ * <p>The prompt ids are deterministic ({@code (13 + 7919 i) mod V}, V the vocabulary without
+ * Qwen's special tokens), so both engines see the same ids and the same sequence length.
+ */
+final class BenchCommand implements Main.Command {
+
+    /** Qwen's regular BPE tokens end here; ids from 151643 up are special tokens. */
+    private static final int QWEN_REGULAR_TOKENS = 151643;
+
+    private static final int CHUNK_TOKENS = 64;
+
+    @Override
+    public String usage() {
+        return String.join(
+                "\n",
+                "usage: flink-qwen bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--batch 1]",
+                "         [--threads N] [--runs R] [--warmup W] [--vs-llama-cpp] [--oracle-dir DIR]",
+                "         [--output json|text]",
+                "",
+                "  --prompt-tokens  prompt length (default 128); ids are (13 + 7919 i) mod vocabulary",
+                "  --gen-tokens     tokens decoded greedily after the prompt (default 64)",
+                "  --batch          sequences decoded together; only 1 (batched decode is not",
+                "                   implemented yet)",
+                "  --threads        kernel threads (default: available processors); llama.cpp gets the same",
+                "  --runs           timed runs (default 3); medians, min and max are reported",
+                "  --warmup         untimed runs first (default 1), for both engines",
+                "  --vs-llama-cpp   also time llama.cpp on the same file (node + node-llama-cpp) and report",
+                "                   the ratios ours / llama.cpp",
+                "  --oracle-dir     folder with node_modules/node-llama-cpp (default: ./oracle if it has",
+                "                   one, else oracle/ in the repository the launcher jar was built in);",
+                "                   llama-bench.mjs is taken from there, else from the repository's oracle/",
+                "  --output         json (one object, default) or text");
+    }
+
+    @Override
+    public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
+        Args a =
+                Args.parse(
+                        "bench",
+                        argv,
+                        Set.of(
+                                "model", "prompt-tokens", "gen-tokens", "batch", "threads", "runs", "warmup",
+                                "oracle-dir", "output"),
+                        Set.of("vs-llama-cpp"));
+        String output = a.string("output", "json");
+        if (!output.equals("json") && !output.equals("text")) {
+            throw new Args.UsageException("bench: --output must be json or text, got '" + output + "'");
+        }
+        int batch = a.integer("batch", 1);
+        if (batch != 1) {
+            throw new Args.UsageException(
+                    "bench: --batch " + batch + " is not supported: batched decode is not implemented yet"
+                            + " (one sequence at a time; use --batch 1)");
+        }
+        int promptTokens = positive(a, "prompt-tokens", 128);
+        int genTokens = positive(a, "gen-tokens", 64);
+        int threads = positive(a, "threads", Runtime.getRuntime().availableProcessors());
+        int runs = positive(a, "runs", 3);
+        int warmup = a.integer("warmup", 1);
+        if (warmup < 0) {
+            throw new Args.UsageException("bench: --warmup must be >= 0");
+        }
+        boolean vsLlama = a.flag("vs-llama-cpp");
+        Path modelPath = Path.of(a.string("model"));
+
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode o = json.createObjectNode();
+        int[] prompt;
+        double[] prefill = new double[runs];
+        double[] decode = new double[runs];
+        long weightBytes;
+        try (LoadedModel model = ModelArgs.load(modelPath.toString(), err)) {
+            prompt = promptIds(model.config().vocabSize(), promptTokens);
+            weightBytes = model.weights().matrixBytes();
+            o.put("model", model.source().toString());
+            o.put("format", model.format());
+            o.put("weight_format", model.weights().weightFormat());
+            o.put("weights_bytes", weightBytes);
+            try (KernelPool pool = new KernelPool(threads)) {
+                Qwen2Model forward = model.newForward(pool, CHUNK_TOKENS);
+                for (int r = 0; r < warmup + runs; r++) {
+                    double[] tps = oneRun(forward, prompt, genTokens);
+                    if (r >= warmup) {
+                        prefill[r - warmup] = tps[0];
+                        decode[r - warmup] = tps[1];
+                    }
+                }
+            }
+        }
+        o.put("batch", batch);
+        o.put("threads", threads);
+        o.put("runs", runs);
+        o.put("warmup", warmup);
+        o.put("prompt_tokens", promptTokens);
+        o.put("gen_tokens", genTokens);
+        o.put("java", Runtime.version().toString());
+        putSpeeds(o, prefill, decode, weightBytes);
+        if (vsLlama) {
+            ObjectNode l = json.createObjectNode();
+            JsonNode result = runLlamaBench(json, a, modelPath, threads, runs, warmup, genTokens, prompt, err);
+            double[] lp = new double[runs];
+            double[] ld = new double[runs];
+            for (int r = 0; r < runs; r++) {
+                lp[r] = result.get("runs").get(r).get("prefill_tokens_per_s").asDouble();
+                ld[r] = result.get("runs").get(r).get("decode_tokens_per_s").asDouble();
+            }
+            putSpeeds(l, lp, ld, weightBytes);
+            l.set("provenance", result.get("provenance"));
+            o.set("llama_cpp", l);
+            o.put("prefill_ratio", round(median(prefill) / median(lp), 3));
+            o.put("decode_ratio", round(median(decode) / median(ld), 3));
+        }
+        if (output.equals("json")) {
+            out.println(json.writeValueAsString(o));
+        } else {
+            out.println(json.writerWithDefaultPrettyPrinter().writeValueAsString(o));
+        }
+    }
+
+    /** Deterministic prompt ids, all regular tokens of a {@code vocab}-entry vocabulary. */
+    static int[] promptIds(int vocab, int n) {
+        int bound = Math.min(vocab, QWEN_REGULAR_TOKENS);
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) {
+            ids[i] = (int) ((13 + 7919L * i) % bound);
+        }
+        return ids;
+    }
+
+    /** One timed run from a fresh cache: {prefill tok/s, decode tok/s}. */
+    private static double[] oneRun(Qwen2Model forward, int[] prompt, int genTokens) {
+        KvCache cache = forward.newCache(prompt.length + genTokens);
+        long t0 = System.nanoTime();
+        int next = argmax(forward.forward(cache, prompt, 0, prompt.length));
+        long prefillNanos = System.nanoTime() - t0;
+        int[] one = new int[1];
+        t0 = System.nanoTime();
+        for (int s = 1; s < genTokens; s++) {
+            one[0] = next;
+            next = argmax(forward.forward(cache, one, 0, 1));
+        }
+        long decodeNanos = System.nanoTime() - t0;
+        return new double[] {
+            prompt.length / (prefillNanos / 1e9), genTokens > 1 ? (genTokens - 1) / (decodeNanos / 1e9) : 0
+        };
+    }
+
+    private static int argmax(float[] logits) {
+        int best = 0;
+        for (int i = 1; i < logits.length; i++) {
+            if (logits[i] > logits[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    private static void putSpeeds(ObjectNode o, double[] prefill, double[] decode, long weightBytes) {
+        o.put("prefill_tokens_per_s", round(median(prefill), 2));
+        o.put("prefill_tokens_per_s_min", round(min(prefill), 2));
+        o.put("prefill_tokens_per_s_max", round(max(prefill), 2));
+        o.put("decode_tokens_per_s", round(median(decode), 2));
+        o.put("decode_tokens_per_s_min", round(min(decode), 2));
+        o.put("decode_tokens_per_s_max", round(max(decode), 2));
+        // every matrix is read once per decoded token; the embedding row and the KV cache are not counted
+        o.put("decode_weight_gb_per_s", round(weightBytes * median(decode) / 1e9, 2));
+    }
+
+    /** Runs oracle/llama-bench.mjs with node and returns its JSON. */
+    private static JsonNode runLlamaBench(
+            ObjectMapper json, Args a, Path model, int threads, int runs, int warmup, int gen, int[] prompt,
+            PrintStream err) throws IOException, InterruptedException {
+        Path oracle = oracleDir(a);
+        Path packageDir = oracle.resolve("node_modules/node-llama-cpp");
+        Path script = oracle.resolve("llama-bench.mjs");
+        if (!Files.isRegularFile(script)) {
+            Path repo = repositoryRoot();
+            script = repo == null ? script : repo.resolve("oracle/llama-bench.mjs");
+        }
+        if (!Files.isRegularFile(script)) {
+            throw new IllegalStateException("bench: llama-bench.mjs not found in " + oracle + " nor in the repository's oracle/");
+        }
+        StringJoiner ids = new StringJoiner(",");
+        for (int id : prompt) {
+            ids.add(Integer.toString(id));
+        }
+        List<String> cmd =
+                new ArrayList<>(
+                        Arrays.asList(
+                                "node", script.toString(), model.toAbsolutePath().toString(), Integer.toString(threads),
+                                Integer.toString(runs), Integer.toString(gen), ids.toString(), Integer.toString(warmup),
+                                packageDir.toString()));
+        err.println("bench: timing llama.cpp: node " + script + " (node-llama-cpp from " + packageDir + ")");
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        p.getOutputStream().close();
+        CompletableFuture<byte[]> stdout = CompletableFuture.supplyAsync(() -> readAll(p.getInputStream()));
+        if (!p.waitFor(30, TimeUnit.MINUTES)) {
+            p.destroyForcibly();
+            throw new IllegalStateException("bench: llama-bench.mjs did not finish in 30 minutes");
+        }
+        String text = new String(stdout.join(), StandardCharsets.UTF_8);
+        if (p.exitValue() != 0) {
+            throw new IllegalStateException("bench: llama-bench.mjs exited with " + p.exitValue() + ": " + text);
+        }
+        return json.readTree(text);
+    }
+
+    private static byte[] readAll(InputStream in) {
+        try {
+            return in.readAllBytes();
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * {@code --oracle-dir}, else {@code ./oracle} when it has node-llama-cpp installed, else {@code
+     * oracle/} of the repository this class was built in (the launcher runs {@code
+     * jobs/target/flink-qwen-jobs.jar}; tests run {@code jobs/target/classes}).
+     */
+    static Path oracleDir(Args a) {
+        if (a.has("oracle-dir")) {
+            return requireNodeLlamaCpp(Path.of(a.string("oracle-dir")).toAbsolutePath());
+        }
+        Path cwd = Path.of("oracle").toAbsolutePath();
+        if (Files.isRegularFile(cwd.resolve("node_modules/node-llama-cpp/package.json"))) {
+            return cwd;
+        }
+        Path repo = repositoryRoot();
+        return requireNodeLlamaCpp(repo != null ? repo.resolve("oracle") : cwd);
+    }
+
+    private static Path requireNodeLlamaCpp(Path dir) {
+        if (!Files.isRegularFile(dir.resolve("node_modules/node-llama-cpp/package.json"))) {
+            throw new IllegalStateException(
+                    "bench: node-llama-cpp is not installed in " + dir + " (run `NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm"
+                            + " install --omit=optional` there, or pass --oracle-dir DIR)");
+        }
+        return dir;
+    }
+
+    /** The repository root: three levels above jobs/target/(classes|flink-qwen-jobs.jar), or null. */
+    private static Path repositoryRoot() {
+        try {
+            Path code = Path.of(BenchCommand.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+            Path root = code.getParent() == null ? null : code.getParent().getParent();
+            return root == null ? null : root.getParent();
+        } catch (URISyntaxException | SecurityException | NullPointerException e) {
+            return null;
+        }
+    }
+
+    private static int positive(Args a, String name, int def) {
+        int v = a.integer(name, def);
+        if (v < 1) {
+            throw new Args.UsageException("bench: --" + name + " must be >= 1, got " + v);
+        }
+        return v;
+    }
+
+    static double median(double[] v) {
+        double[] s = v.clone();
+        Arrays.sort(s);
+        int n = s.length;
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    }
+
+    private static double min(double[] v) {
+        return Arrays.stream(v).min().orElse(0);
+    }
+
+    private static double max(double[] v) {
+        return Arrays.stream(v).max().orElse(0);
+    }
+
+    private static double round(double v, int digits) {
+        double f = Math.pow(10, digits);
+        return Double.isFinite(v) ? Math.round(v * f) / f : 0;
+    }
+}

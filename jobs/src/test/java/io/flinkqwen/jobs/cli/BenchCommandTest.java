@@ -1,0 +1,93 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.jobs.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.flinkqwen.engine.LoadedModel;
+import io.flinkqwen.engine.oracle.OracleFiles;
+import java.nio.file.Path;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** {@code bench}: one JSON object with the speeds, the model facts, and llama.cpp's numbers on request. */
+class BenchCommandTest {
+
+    @TempDir static Path dir;
+    static Path gguf;
+
+    @BeforeAll
+    static void model() {
+        gguf = dir.resolve("tiny.gguf");
+        MainTest.Run r = MainTest.run("make-test-model", "--arch", "qwen2", "--preset", "tiny", "--dtype", "q8_0", "--format", "gguf", "--seed", "7", "--out", gguf.toString());
+        assertEquals(0, r.code(), r.err());
+    }
+
+    private static void assertSpeeds(JsonNode o, long weightsBytes) {
+        for (String phase : new String[] {"prefill", "decode"}) {
+            double median = o.get(phase + "_tokens_per_s").asDouble();
+            assertTrue(median > 0, phase + " speed in " + o);
+            assertTrue(o.get(phase + "_tokens_per_s_min").asDouble() <= median, o.toString());
+            assertTrue(o.get(phase + "_tokens_per_s_max").asDouble() >= median, o.toString());
+        }
+        double gbs = o.get("decode_weight_gb_per_s").asDouble();
+        assertEquals(weightsBytes * o.get("decode_tokens_per_s").asDouble() / 1e9, gbs, 0.01 + 1e-3 * gbs);
+    }
+
+    @Test
+    void benchPrintsOneJsonObjectWithMediansAndModelFacts() throws Exception {
+        MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--prompt-tokens", "9", "--gen-tokens", "5", "--threads", "2", "--runs", "1", "--warmup", "0", "--output", "json");
+        assertEquals(0, r.code(), r.err());
+        assertEquals(1, r.out().strip().lines().count(), r.out());
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        try (LoadedModel m = LoadedModel.open(gguf)) {
+            assertEquals(m.weights().matrixBytes(), o.get("weights_bytes").asLong());
+            assertSpeeds(o, m.weights().matrixBytes());
+        }
+        assertEquals("Q8_0", o.get("weight_format").asText());
+        assertEquals(1, o.get("batch").asInt());
+        assertEquals(2, o.get("threads").asInt());
+        assertEquals(1, o.get("runs").asInt());
+        assertEquals(9, o.get("prompt_tokens").asInt());
+        assertEquals(5, o.get("gen_tokens").asInt());
+        assertEquals(gguf.toString(), o.get("model").asText());
+    }
+
+    @Test
+    void benchRejectsBatchesLargerThanOneWithTheReason() {
+        MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "4");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("batched decode is not implemented yet"), r.err());
+    }
+
+    @Test
+    void promptIdsAreDeterministicRegularTokensOfTheVocabulary() {
+        assertArrayEquals(new int[] {13, 7932 % 1000, 15851 % 1000}, BenchCommand.promptIds(1000, 3));
+        for (int id : BenchCommand.promptIds(200_000, 300)) {
+            assertTrue(id >= 0 && id < 151_643, "special or out-of-vocabulary id " + id);
+        }
+    }
+
+    @Test
+    void benchVsLlamaCppReportsBothEnginesAndTheirRatios() throws Exception {
+        Path oracle = OracleFiles.nodeLlamaCpp().getParent().getParent(); // skips (or fails in CI) when absent
+        MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--prompt-tokens", "9", "--gen-tokens", "5", "--threads", "2", "--runs", "1", "--warmup", "0", "--vs-llama-cpp", "--oracle-dir", oracle.toString());
+        assertEquals(0, r.code(), r.err());
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        long bytes = o.get("weights_bytes").asLong();
+        assertSpeeds(o, bytes);
+        JsonNode l = o.get("llama_cpp");
+        assertSpeeds(l, bytes);
+        assertEquals(2, l.get("provenance").get("threads").asInt());
+        assertEquals(o.get("decode_tokens_per_s").asDouble() / l.get("decode_tokens_per_s").asDouble(), o.get("decode_ratio").asDouble(), 0.01 * o.get("decode_ratio").asDouble() + 1e-3);
+        assertEquals(o.get("prefill_tokens_per_s").asDouble() / l.get("prefill_tokens_per_s").asDouble(), o.get("prefill_ratio").asDouble(), 0.01 * o.get("prefill_ratio").asDouble() + 1e-3);
+    }
+}
