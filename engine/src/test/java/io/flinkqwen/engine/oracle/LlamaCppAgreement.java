@@ -25,6 +25,13 @@ import java.util.Locale;
  */
 final class LlamaCppAgreement {
 
+    /** Greedy steps compared. */
+    static final int STEPS = 32;
+
+    /** The prompt both engines continue: ids in every test vocabulary, none special. */
+    static final int[] PROMPT = {84, 104, 101, 32, 108, 111, 103, 300, 257, 19, 33, 260};
+
+
     private LlamaCppAgreement() {}
 
     /**

@@ -40,8 +40,8 @@ import org.junit.jupiter.params.provider.CsvSource;
  */
 class Qwen2MoeMatchesLlamaCppTest {
 
-    private static final int STEPS = 32;
-    private static final int[] PROMPT = {84, 104, 101, 32, 108, 111, 103, 300, 257, 19, 33, 260};
+    private static final int STEPS = LlamaCppAgreement.STEPS;
+    private static final int[] PROMPT = LlamaCppAgreement.PROMPT;
 
     @TempDir static Path dir;
     private static KernelPool pool;
