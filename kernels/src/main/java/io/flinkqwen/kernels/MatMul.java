@@ -45,6 +45,7 @@ public final class MatMul {
     static final int COPY_BYTES = 16 * 1024;
 
     private static final ThreadLocal<RowsTask> TASKS = ThreadLocal.withInitial(RowsTask::new);
+    private static final ThreadLocal<ManyTask> MANY_TASKS = ThreadLocal.withInitial(ManyTask::new);
 
     private MatMul() {}
 
@@ -59,6 +60,36 @@ public final class MatMul {
         task.set(pool, out, w, x, nTokens);
         try {
             pool.parallelFor(w.rows(), task);
+        } finally {
+            task.clear();
+        }
+    }
+
+    /**
+     * {@code outs[i] = ws[i] x} for several matrices that read the same activations (q/k/v,
+     * gate/up), in one hand-off to the pool: the rows of all matrices form one range split over
+     * the threads, so the pool wakes and waits once instead of once per matrix. Each result is
+     * exactly what {@link #matMul} gives for that matrix.
+     *
+     * @throws IllegalArgumentException if the matrices' column counts differ
+     */
+    public static void matMulMany(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, int nTokens) {
+        if (outs.length != ws.length) {
+            throw new IllegalArgumentException(outs.length + " outputs for " + ws.length + " matrices");
+        }
+        int total = 0;
+        for (int i = 0; i < ws.length; i++) {
+            if (ws[i].cols() != ws[0].cols()) {
+                throw new IllegalArgumentException(
+                        "matrices read the same activations: " + ws[0] + " and " + ws[i] + " differ in columns");
+            }
+            checkShapes(outs[i], ws[i], x, nTokens);
+            total += ws[i].rows();
+        }
+        ManyTask task = MANY_TASKS.get();
+        task.set(pool, outs, ws, x, nTokens);
+        try {
+            pool.parallelFor(total, task);
         } finally {
             task.clear();
         }
@@ -438,6 +469,41 @@ public final class MatMul {
         @Override
         public void run(int start, int end, int worker) {
             matMulRows(out, w, x, nTokens, start, end, pool.scratch(worker));
+        }
+    }
+
+    /** The rows of several matrices as one range: {@code [start, end)} cut at matrix borders. */
+    private static final class ManyTask implements KernelPool.RangeTask {
+        private KernelPool pool;
+        private float[][] outs;
+        private WeightMatrix[] ws;
+        private float[] x;
+        private int nTokens;
+
+        void set(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, int nTokens) {
+            this.pool = pool;
+            this.outs = outs;
+            this.ws = ws;
+            this.x = x;
+            this.nTokens = nTokens;
+        }
+
+        void clear() {
+            set(null, null, null, null, 0);
+        }
+
+        @Override
+        public void run(int start, int end, int worker) {
+            int base = 0;
+            for (int i = 0; i < ws.length && base < end; i++) {
+                int rows = ws[i].rows();
+                int lo = Math.max(start, base);
+                int hi = Math.min(end, base + rows);
+                if (lo < hi) {
+                    matMulRows(outs[i], ws[i], x, nTokens, lo - base, hi - base, pool.scratch(worker));
+                }
+                base += rows;
+            }
         }
     }
 }

@@ -124,6 +124,40 @@ class MatMulTest {
 
     @ParameterizedTest
     @EnumSource(DType.class)
+    void matMulManyGivesEachMatrixTheBitsOfItsOwnMatMul(DType type) {
+        // q/k/v-like: three matrices of different heights over the same activations
+        Random rnd = new Random(40 + type.ordinal());
+        int cols = type.isQuantized() ? 64 : 48;
+        int[] heights = {21, 6, 6};
+        WeightMatrix[] ws = new WeightMatrix[heights.length];
+        for (int i = 0; i < ws.length; i++) {
+            ws[i] = WeightMatrix.onHeap(type, heights[i], cols,
+                    TestMatrices.encode(type, TestMatrices.weights(rnd, heights[i], cols), heights[i], cols));
+        }
+        for (int nTokens : new int[] {1, 3}) {
+            float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
+            for (KernelPool pool : POOLS) {
+                float[][] outs = new float[ws.length][];
+                for (int i = 0; i < ws.length; i++) {
+                    outs[i] = new float[nTokens * heights[i]];
+                }
+                MatMul.matMulMany(pool, outs, ws, x, nTokens);
+                for (int i = 0; i < ws.length; i++) {
+                    float[] expected = new float[nTokens * heights[i]];
+                    MatMul.matMul(pool, expected, ws[i], x, nTokens);
+                    Numerics.assertSameBits(expected, 0, outs[i], 0, expected.length,
+                            type + " matrix " + i + " tokens " + nTokens + " threads " + pool.threads());
+                }
+            }
+        }
+        WeightMatrix narrow = WeightMatrix.onHeap(type, 2, 32,
+                TestMatrices.encode(type, TestMatrices.weights(rnd, 2, 32), 2, 32));
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMulMany(POOLS[0],
+                new float[][] {new float[heights[0]], new float[2]}, new WeightMatrix[] {ws[0], narrow}, new float[cols], 1));
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
     void matMulGivesTheSameBitsInEveryBufferLayout(DType type) {
         // Same arithmetic whatever the buffers: only addressing differs (chunks, direct, odd base).
         Random rnd = new Random(30 + type.ordinal());

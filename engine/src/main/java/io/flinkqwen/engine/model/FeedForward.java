@@ -12,6 +12,9 @@ import io.flinkqwen.kernels.SwiGlu;
 /** The SwiGLU feed-forward block, once: a dense layer's FFN, each routed expert, the shared expert. */
 final class FeedForward {
 
+    /** The (gate, up) output pair handed to the kernels, reused so a call does not allocate. */
+    private static final ThreadLocal<float[][]> GATE_UP = ThreadLocal.withInitial(() -> new float[2][]);
+
     private FeedForward() {}
 
     /**
@@ -24,8 +27,16 @@ final class FeedForward {
      */
     static void swiGlu(
             KernelPool pool, Qwen2Weights.SwiGluFfn w, float[] out, float[] x, int n, float[] gate, float[] up) {
-        MatMul.matMul(pool, gate, w.gate, x, n);
-        MatMul.matMul(pool, up, w.up, x, n);
+        // gate and up read the same x: one hand-off to the pool for both
+        float[][] gateUp = GATE_UP.get();
+        gateUp[0] = gate;
+        gateUp[1] = up;
+        try {
+            MatMul.matMulMany(pool, gateUp, w.gateUp, x, n);
+        } finally {
+            gateUp[0] = null;
+            gateUp[1] = null;
+        }
         SwiGlu.swiGlu(gate, 0, gate, 0, up, 0, n * w.ffnSize());
         MatMul.matMul(pool, out, w.down, gate, n);
     }

@@ -45,6 +45,7 @@ public final class Qwen2Model {
     private final float[] q; // (n, hidden)
     private final float[] k; // (n, kvDim)
     private final float[] v; // (n, kvDim)
+    private final float[][] qkv; // {q, k, v}
     private final float[] att; // attention output (n, hidden)
     private final float[] proj; // o / down projection output (n, hidden)
     private final float[] gate; // (n, intermediate)
@@ -80,6 +81,7 @@ public final class Qwen2Model {
         q = new float[maxChunk * h];
         k = new float[maxChunk * kv];
         v = new float[maxChunk * kv];
+        qkv = new float[][] {q, k, v};
         att = new float[maxChunk * h];
         proj = new float[maxChunk * h];
         gate = new float[maxChunk * ffn];
@@ -221,9 +223,7 @@ public final class Qwen2Model {
             RmsNorm.rmsNorm(xb, t * h, x, t * h, w.attnNorm, h, eps);
         }
         // q, k, v projections, each with its bias (Qwen2 keeps biases on q/k/v only)
-        MatMul.matMul(pool, q, w.wq, xb, n);
-        MatMul.matMul(pool, k, w.wk, xb, n);
-        MatMul.matMul(pool, v, w.wv, xb, n);
+        MatMul.matMulMany(pool, qkv, w.qkv, xb, n); // one hand-off to the pool for all three
         for (int t = 0; t < n; t++) {
             VectorOps.addInPlace(q, t * h, w.bq, 0, h);
             VectorOps.addInPlace(k, t * kvDim, w.bk, 0, kvDim);

@@ -36,6 +36,7 @@ public final class Qwen2Weights {
         final WeightMatrix wo; // (hidden, hidden)
         final float[] ffnNorm; // (hidden)
         final Ffn ffn; // dense SwiGLU or MoE
+        final WeightMatrix[] qkv; // {wq, wk, wv}: all read the normed input
 
         Layer(Qwen2Config c, TensorStore s, TensorNaming n, int l, Ffn ffn) {
             int h = c.hiddenSize();
@@ -50,6 +51,7 @@ public final class Qwen2Weights {
             wo = s.matrix(n.name(O, l), h, h);
             ffnNorm = s.vector(n.name(FFN_NORM, l), h);
             this.ffn = ffn;
+            qkv = new WeightMatrix[] {wq, wk, wv};
         }
     }
 
@@ -63,11 +65,13 @@ public final class Qwen2Weights {
         final WeightMatrix gate; // (ffn, hidden)
         final WeightMatrix up; // (ffn, hidden)
         final WeightMatrix down; // (hidden, ffn)
+        final WeightMatrix[] gateUp; // {gate, up}: both read the same input
 
         SwiGluFfn(WeightMatrix gate, WeightMatrix up, WeightMatrix down) {
             this.gate = gate;
             this.up = up;
             this.down = down;
+            this.gateUp = new WeightMatrix[] {gate, up};
         }
 
         static SwiGluFfn load(TensorStore s, TensorNaming n, Field gate, Field up, Field down, int l, int ffn, int h) {
