@@ -46,11 +46,16 @@ public final class Qwen2Model {
     private final float[] k; // (n, kvDim)
     private final float[] v; // (n, kvDim)
     private final float[][] qkv; // {q, k, v}
+    // which sequence and position each activation row belongs to: one cache and consecutive
+    // positions for a prefill chunk, one row per sequence for a batched decode step
+    private final KvCache[] rowCache;
+    private final int[] rowPos;
     private final float[] att; // attention output (n, hidden)
     private final float[] proj; // o / down projection output (n, hidden)
     private final float[] gate; // (n, intermediate)
     private final float[] up; // (n, intermediate)
     private final float[] logits; // (vocab), last token
+    private float[] batchLogits = new float[0]; // (sequences, vocab), forwardBatch
     private float[][] scores; // per worker (positions)
     private final MoeBlock moe; // null for a dense model
 
@@ -82,6 +87,8 @@ public final class Qwen2Model {
         k = new float[maxChunk * kv];
         v = new float[maxChunk * kv];
         qkv = new float[][] {q, k, v};
+        rowCache = new KvCache[maxChunk];
+        rowPos = new int[maxChunk];
         att = new float[maxChunk * h];
         proj = new float[maxChunk * h];
         gate = new float[maxChunk * ffn];
@@ -137,6 +144,53 @@ public final class Qwen2Model {
     }
 
     /**
+     * One decode step for several sequences at once: token {@code tokens[i]} goes to the next
+     * position of {@code caches[i]}, and every weight matrix (the LM head included) is read once
+     * for all of them. This is where batching pays: decode reads all weights per step, whatever
+     * the number of sequences.
+     *
+     * @param count sequences in this step, at most {@link #maxChunkTokens()}; the caches must be
+     *     distinct
+     * @return logits, row {@code i} at {@code [i * vocabSize, (i + 1) * vocabSize)}, in a buffer
+     *     owned by this model and valid until the next call
+     * @throws ContextOverflowException if a sequence's context is full (no cache is changed then)
+     */
+    public float[] forwardBatch(KvCache[] caches, int[] tokens, int count) {
+        if (count <= 0 || count > maxChunk) {
+            throw new IllegalArgumentException("a batch holds 1.." + maxChunk + " sequences, got " + count);
+        }
+        for (int i = 0; i < count; i++) {
+            for (int j = 0; j < i; j++) {
+                if (caches[i] == caches[j]) {
+                    throw new IllegalArgumentException("sequences " + j + " and " + i + " of a batch share one KV cache");
+                }
+            }
+        }
+        for (int i = 0; i < count; i++) {
+            caches[i].reserve(1);
+        }
+        startCall();
+        for (int i = 0; i < count; i++) {
+            rowCache[i] = caches[i];
+            rowPos[i] = caches[i].length();
+        }
+        layers(tokens, 0, count);
+        for (int i = 0; i < count; i++) {
+            caches[i].advance(1);
+            rowCache[i] = null;
+        }
+        int h = config.hiddenSize();
+        for (int t = 0; t < count; t++) {
+            RmsNorm.rmsNorm(xb, t * h, x, t * h, weights.outputNorm, h, (float) config.rmsNormEps());
+        }
+        if (batchLogits.length < count * config.vocabSize()) {
+            batchLogits = new float[count * config.vocabSize()];
+        }
+        MatMul.matMul(pool, batchLogits, weights.output, xb, count);
+        return batchLogits;
+    }
+
+    /**
      * Teacher-forced scoring: the logits after every token of {@code tokens}, row by row.
      * Allocates its result; for tests and the {@code score} command, not the serving path.
      */
@@ -187,11 +241,26 @@ public final class Qwen2Model {
         return out;
     }
 
-    /** Embeds {@code n} tokens and runs every layer; the residual stream ends in {@link #x}. */
+    /** Embeds {@code n} tokens of one sequence and runs every layer; the residual stream ends in {@link #x}. */
     private void layersOf(KvCache cache, int[] tokens, int off, int n) {
-        int h = config.hiddenSize();
         int pos0 = cache.length();
+        for (int t = 0; t < n; t++) {
+            rowCache[t] = cache;
+            rowPos[t] = pos0 + t;
+        }
+        try {
+            layers(tokens, off, n);
+        } finally {
+            java.util.Arrays.fill(rowCache, 0, n, null);
+        }
+        cache.advance(n);
+    }
+
+    /** Embeds {@code n} rows (sequence and position given by rowCache/rowPos) and runs every layer. */
+    private void layers(int[] tokens, int off, int n) {
+        int h = config.hiddenSize();
         // embed
+        int maxPos = 0;
         for (int t = 0; t < n; t++) {
             int id = tokens[off + t];
             if (id < 0 || id >= config.vocabSize()) {
@@ -200,20 +269,20 @@ public final class Qwen2Model {
                                 + config.vocabSize() + ")");
             }
             Quantize.dequantizeRow(x, t * h, weights.tokenEmbedding, id);
+            maxPos = Math.max(maxPos, rowPos[t]);
         }
-        ensureScores(pos0 + n);
+        ensureScores(maxPos + 1);
         if (moe != null) {
             moe.stats().startChunk(n);
         }
         for (int l = 0; l < weights.layers.length; l++) {
             Qwen2Weights.Layer layer = weights.layers[l];
-            attentionBlock(layer, cache, l, pos0, n);
+            attentionBlock(layer, l, n);
             ffnBlock(layer, l, n);
         }
-        cache.advance(n);
     }
 
-    private void attentionBlock(Qwen2Weights.Layer w, KvCache cache, int l, int pos0, int n) {
+    private void attentionBlock(Qwen2Weights.Layer w, int l, int n) {
         int h = config.hiddenSize();
         int kvDim = config.kvDim();
         int headDim = config.headDim();
@@ -232,17 +301,17 @@ public final class Qwen2Model {
         // rope: NeoX half-split rotation (llama.cpp LLAMA_ROPE_TYPE_NEOX for qwen2)
         int half = headDim / 2;
         for (int t = 0; t < n; t++) {
-            int table = (pos0 + t) * half;
+            int table = rowPos[t] * half;
             Rope.ropeNeox(q, t * h, config.numAttentionHeads(), headDim, ropeCos, ropeSin, table);
             Rope.ropeNeox(k, t * kvDim, config.numKeyValueHeads(), headDim, ropeCos, ropeSin, table);
         }
-        // cache: append this chunk's keys and values at positions pos0 ..
-        float[] keys = cache.keys(l);
-        float[] values = cache.values(l);
-        System.arraycopy(k, 0, keys, pos0 * kvDim, n * kvDim);
-        System.arraycopy(v, 0, values, pos0 * kvDim, n * kvDim);
-        // attention: token t (position pos0 + t) sees positions 0 .. pos0 + t (causal);
-        // query head hd reads KV head hd / kvGroups (grouped-query attention)
+        // cache: each row's key and value go to its sequence's cache at its position
+        for (int t = 0; t < n; t++) {
+            System.arraycopy(k, t * kvDim, rowCache[t].keys(l), rowPos[t] * kvDim, kvDim);
+            System.arraycopy(v, t * kvDim, rowCache[t].values(l), rowPos[t] * kvDim, kvDim);
+        }
+        // attention: row t (position p of its sequence) sees positions 0 .. p of that sequence
+        // (causal); query head hd reads KV head hd / kvGroups (grouped-query attention)
         int heads = config.numAttentionHeads();
         int groups = config.kvGroups();
         float scale = (float) (1.0 / Math.sqrt(headDim));
@@ -254,8 +323,9 @@ public final class Qwen2Model {
                         int t = i / heads;
                         int hd = i % heads;
                         Attention.attention(
-                                att, t * h + hd * headDim, q, t * h + hd * headDim, keys, values, 0,
-                                kvDim, (hd / groups) * headDim, headDim, pos0 + t + 1, scale, sc);
+                                att, t * h + hd * headDim, q, t * h + hd * headDim, rowCache[t].keys(l),
+                                rowCache[t].values(l), 0, kvDim, (hd / groups) * headDim, headDim,
+                                rowPos[t] + 1, scale, sc);
                     }
                 });
         // output projection, residual

@@ -32,11 +32,10 @@ import java.util.concurrent.locks.ReentrantLock;
  * maxSequences} running) and retires finished ones, so a new request starts without waiting for
  * the batch in front of it (continuous batching).
  *
- * <p>Each step prefills the prompts of newly admitted sequences and decodes one token for every
- * other running sequence. Today a step runs each sequence's forward pass in turn over the
- * shared weights; the scheduling contract (admission between steps, per-request futures and
- * failures, bounded capacity, sessions) is the one a batched forward pass over all sequences
- * will keep.
+ * <p>Each step prefills the prompts of newly admitted sequences (one forward pass each) and
+ * decodes one token for every other running sequence in one batched forward pass ({@link
+ * Qwen2Model#forwardBatch}, up to the model's chunk size per pass), so the weights are read once
+ * per step for all of them.
  *
  * <p>Sessions: the KV cache of a request with a {@linkplain GenerationRequest#session() session}
  * stays with the session when the request ends, holding every token fed so far. The next request
@@ -66,6 +65,10 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final LinkedHashMap<String, CachedContext> idleSessions = new LinkedHashMap<>(16, 0.75f, true);
     private final Set<String> busySessions = new HashSet<>();
     private long idleKvBytes;
+    private final List<Sequence> decoding = new ArrayList<>();
+    private final KvCache[] batchCaches;
+    private final int[] batchTokens;
+    private final float[] row;
 
     // counters, written by the scheduler thread
     private volatile long steps;
@@ -96,6 +99,9 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         this.maxSequences = maxSequences;
         this.capacity = capacity;
         this.idleKvBudgetBytes = idleKvBudgetBytes;
+        this.batchCaches = new KvCache[model.maxChunkTokens()];
+        this.batchTokens = new int[model.maxChunkTokens()];
+        this.row = new float[model.config().vocabSize()];
         this.scheduler = new Thread(this::run, "flinkqwen-engine-scheduler");
         this.scheduler.setDaemon(true);
         this.scheduler.start();
@@ -230,8 +236,14 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
 
     private void step(List<Sequence> running) {
         steps++;
+        // newcomers: their prompts, one prefill each
+        decoding.clear();
         for (Iterator<Sequence> it = running.iterator(); it.hasNext(); ) {
             Sequence s = it.next();
+            if (s.cache != null) {
+                decoding.add(s);
+                continue;
+            }
             boolean done;
             try {
                 done = advance(s);
@@ -240,19 +252,72 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                 done = true;
             }
             if (done) {
-                // the session gets its cache back before the caller hears of the result, so the
-                // caller's next request of the session finds it
                 it.remove();
-                release(s);
-                complete(s);
+                retire(s);
             }
         }
+        // everyone else: one token each, all in one forward pass over the weights
+        int batch = model.maxChunkTokens();
+        for (int from = 0; from < decoding.size(); from += batch) {
+            int count = Math.min(batch, decoding.size() - from);
+            for (int i = 0; i < count; i++) {
+                Sequence s = decoding.get(from + i);
+                batchCaches[i] = s.cache;
+                batchTokens[i] = s.ids[s.produced - 1];
+            }
+            float[] all;
+            try {
+                all = model.forwardBatch(batchCaches, batchTokens, count);
+            } catch (RuntimeException e) {
+                // one sequence's problem must not fail the others: run them one by one
+                for (int i = 0; i < count; i++) {
+                    Sequence s = decoding.get(from + i);
+                    boolean done;
+                    try {
+                        done = advance(s);
+                    } catch (RuntimeException failure) {
+                        finish(s, null, failure);
+                        done = true;
+                    }
+                    if (done) {
+                        running.remove(s);
+                        retire(s);
+                    }
+                }
+                continue;
+            } finally {
+                Arrays.fill(batchCaches, 0, count, null);
+            }
+            int vocab = model.config().vocabSize();
+            for (int i = 0; i < count; i++) {
+                Sequence s = decoding.get(from + i);
+                s.fed.add(batchTokens[i]);
+                System.arraycopy(all, i * vocab, row, 0, vocab);
+                boolean done;
+                try {
+                    done = sampleNext(s, row);
+                } catch (RuntimeException e) {
+                    finish(s, null, e);
+                    done = true;
+                }
+                if (done) {
+                    running.remove(s);
+                    retire(s);
+                }
+            }
+        }
+        decoding.clear();
     }
 
-    /** One forward pass of {@code s}; returns true when it finished (see {@link #finish}). */
+    /** The session gets its cache back before the caller hears of the result, so the caller's
+     * next request of the session finds it. */
+    private void retire(Sequence s) {
+        release(s);
+        complete(s);
+    }
+
+    /** One forward pass of {@code s} alone; returns true when it finished (see {@link #finish}). */
     private boolean advance(Sequence s) {
-        SamplingParams p = s.request.params();
-        int vocab = model.config().vocabSize();
         float[] logits;
         if (s.cache == null) {
             logits = prefill(s);
@@ -266,7 +331,13 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             logits = model.forward(s.cache, s.one, 0, 1);
             s.fed.add(last);
         }
-        int next = s.sampler.sample(logits, vocab);
+        return sampleNext(s, logits);
+    }
+
+    /** Samples the next token of {@code s} from {@code logits}; returns true when it finished. */
+    private boolean sampleNext(Sequence s, float[] logits) {
+        SamplingParams p = s.request.params();
+        int next = s.sampler.sample(logits, model.config().vocabSize());
         if (p.isStop(next)) {
             finish(s, StopReason.STOP_TOKEN, null);
             return true;

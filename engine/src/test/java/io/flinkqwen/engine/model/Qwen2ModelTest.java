@@ -131,4 +131,35 @@ class Qwen2ModelTest {
                 assertThrows(IllegalArgumentException.class, () -> f.forward(f.newCache(4), new int[] {1, 512}, 0, 2));
         assertTrue(e.getMessage().contains("token id 512 at index 1"), e.getMessage());
     }
+
+    @Test
+    void batchedDecodeOfSeveralSequencesEqualsDecodingEachAlone() {
+        int[][] prompts = {{5, 6, 7}, {100, 200, 300, 400, 17, 18, 19}, {42}};
+        int b = prompts.length;
+        int vocab = model.config().vocabSize();
+        Qwen2Model alone = model.newForward(pool, 8);
+        Qwen2Model batched = model.newForward(pool, 8);
+        KvCache[] soloCaches = new KvCache[b];
+        KvCache[] batchCaches = new KvCache[b];
+        int[] next = new int[b];
+        for (int i = 0; i < b; i++) {
+            soloCaches[i] = alone.newCache(4);
+            batchCaches[i] = batched.newCache(4);
+            float[] l = alone.forward(soloCaches[i], prompts[i], 0, prompts[i].length);
+            batched.forward(batchCaches[i], prompts[i], 0, prompts[i].length);
+            next[i] = io.flinkqwen.engine.generate.Sampler.argmax(l, vocab);
+        }
+        for (int step = 0; step < 8; step++) {
+            float[] rows = batched.forwardBatch(batchCaches, next.clone(), b).clone();
+            for (int i = 0; i < b; i++) {
+                float[] solo = alone.forward(soloCaches[i], new int[] {next[i]}, 0, 1);
+                float[] row = java.util.Arrays.copyOfRange(rows, i * vocab, (i + 1) * vocab);
+                assertArrayEquals(solo, row, 1e-5f, "sequence " + i + " step " + step);
+                assertEquals(soloCaches[i].length(), batchCaches[i].length());
+                next[i] = io.flinkqwen.engine.generate.Sampler.argmax(row, vocab);
+            }
+        }
+        KvCache shared = batched.newCache(4);
+        assertThrows(IllegalArgumentException.class, () -> batched.forwardBatch(new KvCache[] {shared, shared}, new int[] {1, 2}, 2));
+    }
 }

@@ -52,14 +52,14 @@ final class BenchCommand implements Main.Command {
     public String usage() {
         return String.join(
                 "\n",
-                "usage: flink-qwen bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--batch 1]",
+                "usage: flink-qwen bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--batch B]",
                 "         [--threads N] [--runs R] [--warmup W] [--vs-llama-cpp] [--oracle-dir DIR]",
                 "         [--output json|text]",
                 "",
                 "  --prompt-tokens  prompt length (default 128); ids are (13 + 7919 i) mod vocabulary",
                 "  --gen-tokens     tokens decoded greedily after the prompt (default 64)",
-                "  --batch          sequences decoded together; only 1 (batched decode is not",
-                "                   implemented yet)",
+                "  --batch          sequences decoded together (one forward pass per step for all;",
+                "                   default 1, at most 64; --vs-llama-cpp needs 1)",
                 "  --threads        kernel threads (default: available processors); llama.cpp gets the same",
                 "  --runs           timed runs (default 3); medians, min and max are reported",
                 "  --warmup         untimed runs first (default 1), for both engines",
@@ -85,11 +85,14 @@ final class BenchCommand implements Main.Command {
         if (!output.equals("json") && !output.equals("text")) {
             throw new Args.UsageException("bench: --output must be json or text, got '" + output + "'");
         }
-        int batch = a.integer("batch", 1);
-        if (batch != 1) {
+        int batch = positive(a, "batch", 1);
+        if (batch > CHUNK_TOKENS) {
+            throw new Args.UsageException("bench: --batch must be at most " + CHUNK_TOKENS + ", got " + batch);
+        }
+        if (batch > 1 && a.flag("vs-llama-cpp")) {
             throw new Args.UsageException(
-                    "bench: --batch " + batch + " is not supported: batched decode is not implemented yet"
-                            + " (one sequence at a time; use --batch 1)");
+                    "bench: --vs-llama-cpp compares one sequence (--batch 1); the llama.cpp side of a batched"
+                            + " run is not implemented yet");
         }
         int promptTokens = positive(a, "prompt-tokens", 128);
         int genTokens = positive(a, "gen-tokens", 64);
@@ -118,7 +121,7 @@ final class BenchCommand implements Main.Command {
             try (KernelPool pool = new KernelPool(threads)) {
                 Qwen2Model forward = model.newForward(pool, CHUNK_TOKENS);
                 for (int r = 0; r < warmup + runs; r++) {
-                    double[] tps = oneRun(forward, prompt, genTokens);
+                    double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens) : batchRun(forward, prompt, genTokens, batch);
                     if (r >= warmup) {
                         prefill[r - warmup] = tps[0];
                         decode[r - warmup] = tps[1];
@@ -133,7 +136,8 @@ final class BenchCommand implements Main.Command {
         o.put("prompt_tokens", promptTokens);
         o.put("gen_tokens", genTokens);
         o.put("java", Runtime.version().toString());
-        putSpeeds(o, prefill, decode, weightBytes);
+        // weights are read once per step; a step of a batch yields `batch` tokens
+        putSpeeds(o, prefill, decode, weightBytes / batch);
         if (vsLlama) {
             ObjectNode l = json.createObjectNode();
             JsonNode result = runLlamaBench(json, a, modelPath, threads, runs, warmup, genTokens, prompt, err);
@@ -182,6 +186,49 @@ final class BenchCommand implements Main.Command {
         return new double[] {
             prompt.length / (prefillNanos / 1e9), genTokens > 1 ? (genTokens - 1) / (decodeNanos / 1e9) : 0
         };
+    }
+
+    /**
+     * {@code batch} sequences (the prompt rotated per sequence, so they differ): each prefilled
+     * alone, then decoded together with one {@link Qwen2Model#forwardBatch} per step. Returns
+     * {total prompt tok/s, aggregate decode tok/s}.
+     */
+    private static double[] batchRun(Qwen2Model forward, int[] prompt, int genTokens, int batch) {
+        int vocab = forward.config().vocabSize();
+        KvCache[] caches = new KvCache[batch];
+        int[] next = new int[batch];
+        long t0 = System.nanoTime();
+        for (int b = 0; b < batch; b++) {
+            int[] p = new int[prompt.length];
+            for (int i = 0; i < p.length; i++) {
+                p[i] = prompt[(i + b) % prompt.length];
+            }
+            caches[b] = forward.newCache(prompt.length + genTokens);
+            next[b] = argmax(forward.forward(caches[b], p, 0, p.length), 0, vocab);
+        }
+        long prefillNanos = System.nanoTime() - t0;
+        t0 = System.nanoTime();
+        for (int s = 1; s < genTokens; s++) {
+            float[] logits = forward.forwardBatch(caches, next, batch);
+            for (int b = 0; b < batch; b++) {
+                next[b] = argmax(logits, b * vocab, vocab);
+            }
+        }
+        long decodeNanos = System.nanoTime() - t0;
+        return new double[] {
+            (double) batch * prompt.length / (prefillNanos / 1e9),
+            genTokens > 1 ? (double) batch * (genTokens - 1) / (decodeNanos / 1e9) : 0
+        };
+    }
+
+    private static int argmax(float[] logits, int off, int n) {
+        int best = 0;
+        for (int i = 1; i < n; i++) {
+            if (logits[off + i] > logits[off + best]) {
+                best = i;
+            }
+        }
+        return best;
     }
 
     private static int argmax(float[] logits) {

@@ -62,10 +62,18 @@ class BenchCommandTest {
     }
 
     @Test
-    void benchRejectsBatchesLargerThanOneWithTheReason() {
-        MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "4");
+    void batchedBenchReportsAggregateSpeedAndRefusesLlamaCppComparison() throws Exception {
+        MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "4", "--prompt-tokens", "6",
+                "--gen-tokens", "5", "--runs", "1", "--warmup", "0", "--threads", "1");
+        assertEquals(0, r.code(), r.err());
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        assertEquals(4, o.get("batch").asInt());
+        assertTrue(o.get("decode_tokens_per_s").asDouble() > 0, r.out());
+        r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "4", "--vs-llama-cpp");
         assertEquals(2, r.code());
-        assertTrue(r.err().contains("batched decode is not implemented yet"), r.err());
+        assertTrue(r.err().contains("--vs-llama-cpp compares one sequence"), r.err());
+        r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "65");
+        assertEquals(2, r.code());
     }
 
     @Test
