@@ -89,11 +89,19 @@ public final class Sampler {
 
     /** Index of the largest logit; ties go to the lowest index. */
     public static int argmax(float[] logits, int vocab) {
+        return argmax(logits, 0, vocab);
+    }
+
+    /**
+     * Index (relative to {@code off}) of the largest of {@code logits[off, off + vocab)}; ties go
+     * to the lowest index. For one row of a batch's logits.
+     */
+    public static int argmax(float[] logits, int off, int vocab) {
         int best = 0;
-        float bestValue = logits[0];
+        float bestValue = logits[off];
         for (int i = 1; i < vocab; i++) {
-            if (logits[i] > bestValue) {
-                bestValue = logits[i];
+            if (logits[off + i] > bestValue) {
+                bestValue = logits[off + i];
                 best = i;
             }
         }

@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.flinkqwen.engine.LoadedModel;
+import io.flinkqwen.engine.generate.Sampler;
 import io.flinkqwen.engine.model.KvCache;
 import io.flinkqwen.engine.model.Qwen2Model;
 import io.flinkqwen.kernels.KernelPool;
@@ -174,13 +175,13 @@ final class BenchCommand implements Main.Command {
     private static double[] oneRun(Qwen2Model forward, int[] prompt, int genTokens) {
         KvCache cache = forward.newCache(prompt.length + genTokens);
         long t0 = System.nanoTime();
-        int next = argmax(forward.forward(cache, prompt, 0, prompt.length));
+        int next = Sampler.argmax(forward.forward(cache, prompt, 0, prompt.length), forward.config().vocabSize());
         long prefillNanos = System.nanoTime() - t0;
         int[] one = new int[1];
         t0 = System.nanoTime();
         for (int s = 1; s < genTokens; s++) {
             one[0] = next;
-            next = argmax(forward.forward(cache, one, 0, 1));
+            next = Sampler.argmax(forward.forward(cache, one, 0, 1), forward.config().vocabSize());
         }
         long decodeNanos = System.nanoTime() - t0;
         return new double[] {
@@ -204,14 +205,14 @@ final class BenchCommand implements Main.Command {
                 p[i] = prompt[(i + b) % prompt.length];
             }
             caches[b] = forward.newCache(prompt.length + genTokens);
-            next[b] = argmax(forward.forward(caches[b], p, 0, p.length), 0, vocab);
+            next[b] = Sampler.argmax(forward.forward(caches[b], p, 0, p.length), vocab);
         }
         long prefillNanos = System.nanoTime() - t0;
         t0 = System.nanoTime();
         for (int s = 1; s < genTokens; s++) {
             float[] logits = forward.forwardBatch(caches, next, batch);
             for (int b = 0; b < batch; b++) {
-                next[b] = argmax(logits, b * vocab, vocab);
+                next[b] = Sampler.argmax(logits, b * vocab, vocab);
             }
         }
         long decodeNanos = System.nanoTime() - t0;
@@ -219,26 +220,6 @@ final class BenchCommand implements Main.Command {
             (double) batch * prompt.length / (prefillNanos / 1e9),
             genTokens > 1 ? (double) batch * (genTokens - 1) / (decodeNanos / 1e9) : 0
         };
-    }
-
-    private static int argmax(float[] logits, int off, int n) {
-        int best = 0;
-        for (int i = 1; i < n; i++) {
-            if (logits[off + i] > logits[off + best]) {
-                best = i;
-            }
-        }
-        return best;
-    }
-
-    private static int argmax(float[] logits) {
-        int best = 0;
-        for (int i = 1; i < logits.length; i++) {
-            if (logits[i] > logits[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 
     private static void putSpeeds(ObjectNode o, double[] prefill, double[] decode, long weightBytes) {
