@@ -138,6 +138,13 @@ public record Qwen2Config(
         return embedding + numHiddenLayers * parametersPerLayer() + hiddenSize + head;
     }
 
+    /** This config with other bos/eos ids (-1: none). */
+    public Qwen2Config withSpecialTokens(int bos, int eos) {
+        return new Qwen2Config(
+                vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bos, eos);
+    }
+
     // ---- presets (Qwen2 technical report, table 1, and the released config.json files) ----
 
     public static Qwen2Config qwen2_0_5b() {

@@ -119,12 +119,8 @@ public final class TestModelGenerator {
         this.seed = seed;
         this.vocabulary = SyntheticVocabulary.create(config.vocabSize(), Math.min(253, config.vocabSize() - 259));
         this.config =
-                new Qwen2Config(
-                        config.vocabSize(), config.hiddenSize(), config.intermediateSize(),
-                        config.numHiddenLayers(), config.numAttentionHeads(), config.numKeyValueHeads(),
-                        config.maxPositionEmbeddings(), config.ropeTheta(), config.rmsNormEps(),
-                        config.tieWordEmbeddings(), vocabulary.id(SyntheticVocabulary.ENDOFTEXT),
-                        vocabulary.id(SyntheticVocabulary.IM_END));
+                config.withSpecialTokens(
+                        vocabulary.id(SyntheticVocabulary.ENDOFTEXT), vocabulary.id(SyntheticVocabulary.IM_END));
         this.moeConfig = null;
     }
 
