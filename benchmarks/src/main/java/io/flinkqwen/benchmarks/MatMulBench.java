@@ -53,6 +53,10 @@ public class MatMulBench {
     @Param({"1", "64"})
     public int tokens;
 
+    /** Whether the matrix is packed onto the heap ({@link WeightMatrix#packOnHeap}), as models are by default. */
+    @Param({"true", "false"})
+    public boolean packed;
+
     private KernelPool pool;
     private WeightMatrix w;
     private float[] x;
@@ -78,6 +82,9 @@ public class MatMulBench {
         }
         data.flip();
         w = WeightMatrix.of(type, rows, cols, data);
+        if (packed) {
+            w = w.packOnHeap();
+        }
         x = new float[tokens * cols];
         for (int i = 0; i < x.length; i++) {
             x[i] = (float) rnd.nextGaussian();

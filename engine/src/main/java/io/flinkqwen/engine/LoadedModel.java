@@ -13,8 +13,10 @@ import io.flinkqwen.engine.model.Qwen2Weights;
 import io.flinkqwen.engine.model.TensorNaming;
 import io.flinkqwen.engine.safetensors.SafetensorsStore;
 import io.flinkqwen.engine.tokenizer.Qwen2Tokenizer;
+import io.flinkqwen.engine.weights.HeapPackedTensorStore;
 import io.flinkqwen.engine.weights.ModelFormatException;
 import io.flinkqwen.engine.weights.TensorStore;
+import io.flinkqwen.engine.weights.WeightPlacement;
 import io.flinkqwen.kernels.KernelPool;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -59,6 +61,48 @@ public final class LoadedModel implements AutoCloseable {
      * @throws ModelFormatException naming the file and what is wrong with it
      */
     public static LoadedModel open(Path path) {
+        return open(path, WeightPlacement.fromSystemProperty());
+    }
+
+    /**
+     * Opens a {@code .gguf} file or a Hugging Face model folder, with its matrices where {@code
+     * placement} says ({@link WeightPlacement}).
+     *
+     * @throws ModelFormatException naming the file and what is wrong with it
+     * @throws IllegalStateException for {@link WeightPlacement#HEAP} when the heap is too small
+     */
+    public static LoadedModel open(Path path, WeightPlacement placement) {
+        LoadedModel mapped = openMapped(path);
+        long packed = mapped.weights.packedBytes();
+        boolean pack;
+        try {
+            pack = placement.packs(packed, WeightPlacement.freeHeapBytes());
+        } catch (RuntimeException e) {
+            mapped.close();
+            throw e;
+        }
+        if (!pack) {
+            return mapped;
+        }
+        TensorStore heap = new HeapPackedTensorStore(mapped.store);
+        try {
+            Qwen2Weights weights =
+                    mapped.moeConfig != null
+                            ? Qwen2Weights.load(mapped.moeConfig, heap, mapped.naming())
+                            : Qwen2Weights.load(mapped.config, heap, mapped.naming());
+            return new LoadedModel(
+                    mapped.source, mapped.format, mapped.config, mapped.moeConfig, heap, weights, mapped.tokenizer);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            mapped.close();
+            throw e;
+        }
+    }
+
+    private TensorNaming naming() {
+        return format.equals("gguf") ? TensorNaming.GGUF : TensorNaming.HF;
+    }
+
+    private static LoadedModel openMapped(Path path) {
         if (Files.isDirectory(path)) {
             return openHf(path);
         }

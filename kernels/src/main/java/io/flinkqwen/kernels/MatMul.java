@@ -112,6 +112,11 @@ public final class MatMul {
         }
         int rows = w.rows();
         int cols = w.cols();
+        PackedRows packed = w.packed();
+        if (packed != null) {
+            matMulRowsPacked(out, w, packed, x, nTokens, rowStart, rowEnd, scratch);
+            return;
+        }
         if (nTokens == 1) {
             int group = Math.max(1, COPY_BYTES / w.rowBytes());
             for (int r = rowStart; r < rowEnd; ) {
@@ -161,6 +166,127 @@ public final class MatMul {
         }
     }
 
+    // ---- packed matrices: rows read straight from the heap arrays ----
+
+    private static void matMulRowsPacked(
+            float[] out, WeightMatrix w, PackedRows p, float[] x, int nTokens, int rowStart, int rowEnd,
+            Scratch scratch) {
+        int rows = w.rows();
+        int cols = w.cols();
+        int rpb = p.rowsPerBlock;
+        if (nTokens == 1) {
+            float[] xs = p.dtype == DType.F16 ? Simd.scaleForHalves(x, cols, scratch.floats2(cols)) : null;
+            int spr = cols / QK;
+            for (int r = rowStart; r < rowEnd; r++) {
+                int b = r / rpb;
+                int i = r - b * rpb;
+                switch (p.dtype) {
+                    case Q8_0:
+                        out[r] = dotQ8_0Packed(p.quants[b], i * cols, p.scales[b], i * spr, x, cols);
+                        break;
+                    case F16:
+                        out[r] = dotF16Scaled(p.halves[b], i * cols, xs, cols);
+                        break;
+                    case BF16:
+                        out[r] = dotBF16(p.halves[b], i * cols, x, cols);
+                        break;
+                    case F32:
+                        out[r] = VectorOps.dot(p.floats[b], i * cols, x, 0, cols);
+                        break;
+                    default:
+                        throw new UnsupportedOperationException("matMul of packed " + p.dtype);
+                }
+            }
+            return;
+        }
+        float[] pair = scratch.floats(2 * cols);
+        int r = rowStart;
+        for (; r + 2 <= rowEnd; r += 2) {
+            Quantize.dequantizePacked(pair, 0, w, p, r);
+            Quantize.dequantizePacked(pair, cols, w, p, r + 1);
+            dotTokens2(out, rows, r, pair, x, cols, nTokens);
+        }
+        if (r < rowEnd) {
+            Quantize.dequantizePacked(pair, 0, w, p, r);
+            dotTokens(out, rows, r, pair, x, cols, nTokens);
+        }
+    }
+
+    /**
+     * Dot of a packed Q8_0 row (int8 weights {@code q[qo..qo + n)}, one float scale per 32 in
+     * {@code s[so..)}) with {@code x[0..n)}: per block the bytes are widened to floats and dotted
+     * with x, then the block sum is scaled. The blocks start on 32-byte boundaries of the row.
+     */
+    static float dotQ8_0Packed(byte[] q, int qo, float[] s, int so, float[] x, int n) {
+        if (Simd.B.length() == 8 && Simd.BYTE_PARTS == 1) {
+            return dotQ8_0Packed8(q, qo, s, so, x, n);
+        }
+        int step = Simd.B.length();
+        FloatVector acc = FloatVector.zero(F);
+        for (int b = 0; b < n / QK; b++) {
+            int o = qo + b * QK;
+            int xo = b * QK;
+            FloatVector block = FloatVector.zero(F);
+            for (int j = 0; j < QK; j += step) {
+                ByteVector bytes = Simd.loadBytes(q, o + j);
+                for (int p = 0; p < Simd.BYTE_PARTS; p++) {
+                    block = Simd.bytesToFloat(bytes, p).fma(FloatVector.fromArray(F, x, xo + j + p * L), block);
+                }
+            }
+            acc = block.fma(FloatVector.broadcast(F, s[so + b]), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    /**
+     * {@link #dotQ8_0Packed} for 8 float lanes (AVX2), the block's four loads written out: the
+     * JIT does not unroll the inner loop itself, and unrolled it runs about 1.3x faster. Same
+     * FMAs in the same order as the loop, so the same bits.
+     */
+    private static float dotQ8_0Packed8(byte[] q, int qo, float[] s, int so, float[] x, int n) {
+        FloatVector acc = FloatVector.zero(F);
+        for (int b = 0; b < n / QK; b++) {
+            int o = qo + b * QK;
+            int xo = b * QK;
+            FloatVector block = FloatVector.zero(F);
+            block = Simd.bytesToFloat(Simd.loadBytes(q, o), 0).fma(FloatVector.fromArray(F, x, xo), block);
+            block = Simd.bytesToFloat(Simd.loadBytes(q, o + 8), 0).fma(FloatVector.fromArray(F, x, xo + 8), block);
+            block = Simd.bytesToFloat(Simd.loadBytes(q, o + 16), 0).fma(FloatVector.fromArray(F, x, xo + 16), block);
+            block = Simd.bytesToFloat(Simd.loadBytes(q, o + 24), 0).fma(FloatVector.fromArray(F, x, xo + 24), block);
+            acc = block.fma(FloatVector.broadcast(F, s[so + b]), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    /**
+     * Dot of {@code n} F16 weights {@code h[ho..ho + n)} with x, given {@code xs = x * 2^56}
+     * ({@link Simd#scaleForHalves}). Each half is placed in a float's bits by a shift and a mask
+     * only ({@link Simd#halfBitsScaled}: the value times 2^-112, no multiply), so the products are
+     * {@code w * x * 2^-56} and the sum is scaled back by 2^56 at the end. Scaling by powers of
+     * two is exact, so this is the same float arithmetic as dotting the decoded weights with x,
+     * barring products below 2^-70 in magnitude (then subnormal: absolute error under 2^-149 *
+     * 2^56). Infinite and NaN halves are not supported, as in {@link Simd#halfToFloat}.
+     */
+    static float dotF16Scaled(short[] h, int ho, float[] xs, int n) {
+        FloatVector acc0 = FloatVector.zero(F);
+        FloatVector acc1 = acc0;
+        int c = 0;
+        int upper2 = n - n % (2 * L);
+        for (; c < upper2; c += 2 * L) {
+            acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, c), acc0);
+            acc1 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c + L))
+                    .fma(FloatVector.fromArray(F, xs, c + L), acc1);
+        }
+        for (; c < F.loopBound(n); c += L) {
+            acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, c), acc0);
+        }
+        float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD) * Simd.HALF_SCALE_BACK;
+        for (; c < n; c++) {
+            sum += Float16.toFloat(h[ho + c]) * (xs[c] * Simd.HALF_X_UNSCALE);
+        }
+        return sum;
+    }
+
     // ---- one token: dot the stored row with x ----
 
     /**
@@ -186,9 +312,15 @@ public final class MatMul {
             case BF16: {
                 short[] h = scratch.shorts(n * cols);
                 scratch.shortView(chunk).get(base >>> 1, h, 0, n * cols);
-                boolean f16 = w.dtype() == DType.F16;
-                for (int i = 0; i < n; i++) {
-                    out[r0 + i] = f16 ? dotF16(h, i * cols, x, cols) : dotBF16(h, i * cols, x, cols);
+                if (w.dtype() == DType.F16) {
+                    float[] xs = Simd.scaleForHalves(x, cols, scratch.floats2(cols));
+                    for (int i = 0; i < n; i++) {
+                        out[r0 + i] = dotF16Scaled(h, i * cols, xs, cols);
+                    }
+                } else {
+                    for (int i = 0; i < n; i++) {
+                        out[r0 + i] = dotBF16(h, i * cols, x, cols);
+                    }
                 }
                 break;
             }
@@ -206,27 +338,6 @@ public final class MatMul {
             default:
                 throw new UnsupportedOperationException("matMul of " + w.dtype());
         }
-    }
-
-    /** Dot of {@code n} F16 weights {@code h[ho..ho + n)} with {@code x[0..n)}. */
-    static float dotF16(short[] h, int ho, float[] x, int n) {
-        FloatVector acc0 = FloatVector.zero(F);
-        FloatVector acc1 = acc0;
-        int c = 0;
-        int upper2 = n - n % (2 * L);
-        for (; c < upper2; c += 2 * L) {
-            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
-            acc1 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, ho + c + L))
-                    .fma(FloatVector.fromArray(F, x, c + L), acc1);
-        }
-        for (; c < F.loopBound(n); c += L) {
-            acc0 = Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
-        }
-        float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
-        for (; c < n; c++) {
-            sum += Float16.toFloat(h[ho + c]) * x[c];
-        }
-        return sum;
     }
 
     /** Dot of {@code n} BF16 weights {@code h[ho..ho + n)} with {@code x[0..n)}. */

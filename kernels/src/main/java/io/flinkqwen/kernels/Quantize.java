@@ -147,6 +147,11 @@ public final class Quantize {
     /** {@link #dequantizeRow(float[], int, WeightMatrix, int)} with the caller's scratch. */
     static void dequantizeRow(float[] out, int outOff, WeightMatrix w, int row, Scratch scratch) {
         checkRow(out, outOff, w, row);
+        PackedRows packed = w.packed();
+        if (packed != null && Simd.HALF_VECTORS && Simd.QUANT_VECTORS) {
+            dequantizePacked(out, outOff, w, packed, row);
+            return;
+        }
         int cols = w.cols();
         ByteBuffer chunk = w.chunk(row);
         int base = w.offset(row);
@@ -183,9 +188,50 @@ public final class Quantize {
         }
     }
 
+    /** Row {@code row} of a packed matrix ({@link WeightMatrix#packOnHeap}) decoded into out. */
+    static void dequantizePacked(float[] out, int outOff, WeightMatrix w, PackedRows p, int row) {
+        int cols = w.cols();
+        int b = row / p.rowsPerBlock;
+        int i = row - b * p.rowsPerBlock;
+        switch (p.dtype) {
+            case F32:
+                System.arraycopy(p.floats[b], i * cols, out, outOff, cols);
+                break;
+            case F16:
+            case BF16:
+                decodeHalves(out, outOff, p.halves[b], i * cols, cols, p.dtype == DType.BF16);
+                break;
+            case Q8_0: {
+                byte[] q = p.quants[b];
+                float[] s = p.scales[b];
+                int qo = i * cols;
+                int so = i * (cols / QK);
+                int step = Simd.B.length();
+                for (int k = 0; k < cols / QK; k++) {
+                    FloatVector d = FloatVector.broadcast(F, s[so + k]);
+                    int dst = outOff + k * QK;
+                    for (int j = 0; j < QK; j += step) {
+                        ByteVector bytes = Simd.loadBytes(q, qo + k * QK + j);
+                        for (int part = 0; part < Simd.BYTE_PARTS; part++) {
+                            Simd.bytesToFloat(bytes, part).mul(d).intoArray(out, dst + j + part * L);
+                        }
+                    }
+                }
+                break;
+            }
+            default:
+                throw new UnsupportedOperationException("cannot decode packed " + p.dtype);
+        }
+    }
+
     /** Scalar twin of {@link #dequantizeRow}: typed absolute reads of the weight buffer. */
     public static void dequantizeRowScalar(float[] out, int outOff, WeightMatrix w, int row) {
         checkRow(out, outOff, w, row);
+        PackedRows packed = w.packed();
+        if (packed != null && Simd.HALF_VECTORS && Simd.QUANT_VECTORS) {
+            dequantizePacked(out, outOff, w, packed, row);
+            return;
+        }
         int cols = w.cols();
         ByteBuffer chunk = w.chunk(row); // little-endian: WeightMatrix sets the order
         int base = w.offset(row);
@@ -232,21 +278,26 @@ public final class Quantize {
 
     /** Widens {@code n} halves (F16, or BF16 if {@code bf16}) from {@code h[0..n)} into out. */
     static void decodeHalves(float[] out, int outOff, short[] h, int n, boolean bf16) {
+        decodeHalves(out, outOff, h, 0, n, bf16);
+    }
+
+    /** Widens {@code n} halves from {@code h[ho..ho + n)} into out. */
+    static void decodeHalves(float[] out, int outOff, short[] h, int ho, int n, boolean bf16) {
         int c = 0;
         int upper = F.loopBound(n);
         if (bf16) {
             for (; c < upper; c += L) {
-                Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, c)).intoArray(out, outOff + c);
+                Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).intoArray(out, outOff + c);
             }
             for (; c < n; c++) {
-                out[outOff + c] = Float16.bf16ToFloat(h[c]);
+                out[outOff + c] = Float16.bf16ToFloat(h[ho + c]);
             }
         } else {
             for (; c < upper; c += L) {
-                Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, c)).intoArray(out, outOff + c);
+                Simd.halfToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).intoArray(out, outOff + c);
             }
             for (; c < n; c++) {
-                out[outOff + c] = Float16.toFloat(h[c]);
+                out[outOff + c] = Float16.toFloat(h[ho + c]);
             }
         }
     }

@@ -27,6 +27,7 @@ public final class Scratch {
     private static final ThreadLocal<Scratch> PER_THREAD = ThreadLocal.withInitial(Scratch::new);
 
     private float[] floats = new float[0];
+    private float[] floats2 = new float[0];
     private short[] shorts = new short[0];
     private byte[] bytes = new byte[0];
 
@@ -48,6 +49,14 @@ public final class Scratch {
             floats = new float[n];
         }
         return floats;
+    }
+
+    /** A second float array of at least {@code n} elements, distinct from {@link #floats}. */
+    float[] floats2(int n) {
+        if (floats2.length < n) {
+            floats2 = new float[n];
+        }
+        return floats2;
     }
 
     /** A short array of at least {@code n} elements; contents undefined. */

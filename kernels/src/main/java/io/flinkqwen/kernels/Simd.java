@@ -85,6 +85,41 @@ final class Simd {
         return magnitude.reinterpretAsInts().or(sign).reinterpretAsFloats();
     }
 
+    /**
+     * {@link #L} binary16 values as floats times 2^-112, by placing sign, exponent and mantissa
+     * in a float's bits (shift and mask, no multiply): exact for normal and subnormal halves
+     * (which become float subnormals). {@code S2I} sign-extends, so after the shift bits 28-31
+     * all hold the sign; the mask keeps bit 31 and the 15 exponent and mantissa bits.
+     */
+    static FloatVector halfBitsScaled(ShortVector h) {
+        IntVector i = (IntVector) h.convertShape(VectorOperators.S2I, I, 0);
+        return i.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats();
+    }
+
+    /** Activations are scaled by this before meeting {@link #halfBitsScaled} weights (2^56). */
+    static final float HALF_X_SCALE = 0x1p56f;
+
+    /** A sum of {@link #halfBitsScaled} weights times scaled activations, times this, is the dot. */
+    static final float HALF_SCALE_BACK = 0x1p56f;
+
+    /** Undoes {@link #HALF_X_SCALE} exactly. */
+    static final float HALF_X_UNSCALE = 0x1p-56f;
+
+    /**
+     * {@code dst[0..n) = x[0..n) * 2^56}: exact unless |x| is above 2^71 (never, for
+     * activations) or below 2^-70 (then still exact, as subnormals lose nothing when scaled up).
+     */
+    static float[] scaleForHalves(float[] x, int n, float[] dst) {
+        int c = 0;
+        for (; c < F.loopBound(n); c += L) {
+            FloatVector.fromArray(F, x, c).mul(HALF_X_SCALE).intoArray(dst, c);
+        }
+        for (; c < n; c++) {
+            dst[c] = x[c] * HALF_X_SCALE;
+        }
+        return dst;
+    }
+
     /** Widens {@link #L} bfloat16 values to floats (exact, including inf and NaN). */
     static FloatVector bf16ToFloat(ShortVector h) {
         IntVector i = (IntVector) h.convertShape(VectorOperators.S2I, I, 0);

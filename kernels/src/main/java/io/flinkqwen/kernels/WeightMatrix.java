@@ -32,8 +32,13 @@ public final class WeightMatrix {
     private final int rowBytes;
     private final int rowsPerChunk;
     private final ByteBuffer[] chunks;
+    private final PackedRows packed;
 
     private WeightMatrix(DType dtype, int rows, int cols, int rowsPerChunk, ByteBuffer[] chunks) {
+        this(dtype, rows, cols, rowsPerChunk, chunks, null);
+    }
+
+    private WeightMatrix(DType dtype, int rows, int cols, int rowsPerChunk, ByteBuffer[] chunks, PackedRows packed) {
         this.dtype = Objects.requireNonNull(dtype, "dtype");
         if (rows <= 0 || cols <= 0) {
             throw new IllegalArgumentException("matrix must be non-empty, got " + rows + "x" + cols);
@@ -53,6 +58,7 @@ public final class WeightMatrix {
             }
             chunks[i].order(ByteOrder.LITTLE_ENDIAN);
         }
+        this.packed = packed;
     }
 
     /** A matrix over one buffer that holds all rows from position 0 (tests, small tensors). */
@@ -106,6 +112,44 @@ public final class WeightMatrix {
         return new WeightMatrix(dtype, rows, cols, rowsPerChunk, chunks);
     }
 
+    /**
+     * This matrix with its rows also copied onto the heap in the layout the vector kernels read
+     * fastest ({@link PackedRows}: Q8_0 weights and scales apart, scales as floats; F16, BF16
+     * and F32 as stored), which {@link MatMul} then reads instead of the buffers. Decode is
+     * bound by the kernels' instruction count on the CPUs we measured, not by memory: reading
+     * aligned blocks straight from heap arrays skips the per-call copy out of the mapped buffer
+     * and the 2-byte misalignment of every Q8_0 block (about 1.4x for a Q8_0 mat-vec, see
+     * MatMulBench). Costs {@link #packedBytes} of heap, once, at load.
+     *
+     * <p>The buffers stay referenced for the scalar twins, so both layouts can be compared.
+     * Returns this matrix if it is already packed or its type has no packed layout (Q4_0).
+     */
+    public WeightMatrix packOnHeap() {
+        return packOnHeap(PackedRows.MAX_BLOCK_ELEMENTS);
+    }
+
+    /** {@link #packOnHeap()} with at most {@code maxBlockElements} per heap array (tests). */
+    WeightMatrix packOnHeap(int maxBlockElements) {
+        if (packed != null || !PackedRows.supports(dtype)) {
+            return this;
+        }
+        return new WeightMatrix(dtype, rows, cols, rowsPerChunk, chunks, PackedRows.pack(this, maxBlockElements));
+    }
+
+    /** Whether {@link #packOnHeap} made a heap copy the kernels read. */
+    public boolean isPacked() {
+        return packed != null;
+    }
+
+    /** Heap bytes {@link #packOnHeap} takes for this matrix (0 if its type stays mapped). */
+    public long packedBytes() {
+        return PackedRows.bytes(dtype, rows, cols);
+    }
+
+    PackedRows packed() {
+        return packed;
+    }
+
     public DType dtype() {
         return dtype;
     }
@@ -148,6 +192,6 @@ public final class WeightMatrix {
 
     @Override
     public String toString() {
-        return dtype + "[" + rows + ", " + cols + "]";
+        return dtype + "[" + rows + ", " + cols + "]" + (packed != null ? " packed" : "");
     }
 }

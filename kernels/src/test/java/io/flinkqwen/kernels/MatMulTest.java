@@ -100,6 +100,8 @@ class MatMulTest {
                     for (int p = 0; p < POOLS.length; p++) {
                         check(w, decoded, x, nTokens, POOLS[p],
                                 type + " " + rows + "x" + cols + " tokens " + nTokens + " threads " + THREADS[p]);
+                        check(w.packOnHeap(), decoded, x, nTokens, POOLS[p],
+                                type + " packed " + rows + "x" + cols + " tokens " + nTokens + " threads " + THREADS[p]);
                     }
                 }
             }
@@ -181,6 +183,50 @@ class MatMulTest {
         }
         WeightMatrix chunked = TestMatrices.matrix(TestMatrices.Layout.CHUNKED, type, rows, cols, bytes);
         assertEquals(4, chunked.chunkCount());
+        WeightMatrix packed = TestMatrices.matrix(TestMatrices.Layout.PACKED_SMALL_ARRAYS, type, rows, cols, bytes);
+        assertEquals(type != DType.Q4_0, packed.isPacked(), type + " has a packed layout (Q4_0 stays mapped)");
+    }
+
+    @Test
+    void f16DecodeHandlesSubnormalZeroAndExtremeHalvesWithSmallAndLargeActivations() {
+        // the one-token F16 path dots shifted bits (value * 2^-112) with x * 2^56: check it where
+        // that scaling could bite: subnormal and signed-zero halves, the largest finite half,
+        // activations from 1e-6 to 1e4
+        short[] halves = {0x0001, (short) 0x8001, 0x03FF, 0x0000, (short) 0x8000, 0x7BFF, (short) 0xFBFF, 0x0400,
+            0x3C00, (short) 0xBC00, 0x1234, (short) 0x9234, 0x5640, (short) 0xD640, 0x0200, 0x2E66};
+        int cols = 48;
+        int rows = 7;
+        Random rnd = new Random(61);
+        byte[] bytes = new byte[rows * cols * 2];
+        float[] decoded = new float[rows * cols];
+        for (int i = 0; i < rows * cols; i++) {
+            short h = halves[rnd.nextInt(halves.length)];
+            bytes[2 * i] = (byte) h;
+            bytes[2 * i + 1] = (byte) (h >> 8);
+            decoded[i] = Float16.toFloat(h);
+        }
+        for (double scale : new double[] {1e-6, 1e-2, 1, 1e4}) {
+            float[] x = new float[cols];
+            for (int c = 0; c < cols; c++) {
+                x[c] = (float) (scale * (rnd.nextDouble() * 2 - 1));
+            }
+            double[] ref = reference(decoded, rows, cols, x, 1);
+            for (WeightMatrix w : new WeightMatrix[] {
+                WeightMatrix.onHeap(DType.F16, rows, cols, bytes), WeightMatrix.onHeap(DType.F16, rows, cols, bytes).packOnHeap()
+            }) {
+                float[] out = new float[rows];
+                MatMul.matMul(POOLS[0], out, w, x, 1);
+                for (int r = 0; r < rows; r++) {
+                    // the classic bound of a float dot product: (n + 1) u sum |w x|, u = 2^-24
+                    double absSum = 0;
+                    for (int c = 0; c < cols; c++) {
+                        absSum += Math.abs((double) decoded[r * cols + c] * x[c]);
+                    }
+                    double bound = (cols + 1) * 0x1p-24 * absSum;
+                    assertEquals(ref[r], out[r], bound, w + " row " + r + " with |x| up to " + scale);
+                }
+            }
+        }
     }
 
     @Test

@@ -56,7 +56,11 @@ final class TestMatrices {
         /** One direct buffer whose first byte is at an odd address offset (mapped files can be). */
         DIRECT_UNALIGNED,
         /** Direct buffers of 3 rows each, unaligned, as a >2 GiB tensor is split. */
-        CHUNKED
+        CHUNKED,
+        /** CHUNKED, packed onto the heap ({@link WeightMatrix#packOnHeap()}). */
+        PACKED,
+        /** CHUNKED, packed in heap arrays of 2 rows each (a packed matrix's 2^30-element split). */
+        PACKED_SMALL_ARRAYS
     }
 
     static WeightMatrix matrix(Layout layout, DType type, int rows, int cols, byte[] bytes) {
@@ -77,6 +81,10 @@ final class TestMatrices {
                 }
                 return WeightMatrix.ofChunks(type, rows, cols, perChunk, chunks);
             }
+            case PACKED:
+                return matrix(Layout.CHUNKED, type, rows, cols, bytes).packOnHeap();
+            case PACKED_SMALL_ARRAYS:
+                return matrix(Layout.CHUNKED, type, rows, cols, bytes).packOnHeap(2 * cols);
             default:
                 throw new AssertionError(layout);
         }

@@ -58,6 +58,8 @@ public final class Qwen2Weights {
     /** A layer's feed-forward block: dense SwiGLU or Mixture-of-Experts. */
     sealed interface Ffn permits SwiGluFfn, MoeFfn {
         long sizeBytes();
+
+        long packedBytes();
     }
 
     /** {@code down(silu(gate(x)) * up(x))}: a dense layer's FFN, a routed or the shared expert. */
@@ -86,6 +88,11 @@ public final class Qwen2Weights {
         @Override
         public long sizeBytes() {
             return gate.sizeBytes() + up.sizeBytes() + down.sizeBytes();
+        }
+
+        @Override
+        public long packedBytes() {
+            return gate.packedBytes() + up.packedBytes() + down.packedBytes();
         }
     }
 
@@ -149,6 +156,15 @@ public final class Qwen2Weights {
             }
             return total;
         }
+
+        @Override
+        public long packedBytes() {
+            long total = router.packedBytes() + shared.packedBytes();
+            for (SwiGluFfn e : experts) {
+                total += e.packedBytes();
+            }
+            return total;
+        }
     }
 
     final WeightMatrix tokenEmbedding; // (vocab, hidden)
@@ -204,6 +220,24 @@ public final class Qwen2Weights {
             total += l.ffn.sizeBytes();
         }
         return total;
+    }
+
+    /**
+     * Heap bytes these matrices take when packed ({@link WeightMatrix#packOnHeap}), the tied
+     * embedding once; 0 for matrices whose format stays mapped.
+     */
+    public long packedBytes() {
+        long total = tokenEmbedding.packedBytes() + (output == tokenEmbedding ? 0 : output.packedBytes());
+        for (Layer l : layers) {
+            total += l.wq.packedBytes() + l.wk.packedBytes() + l.wv.packedBytes() + l.wo.packedBytes();
+            total += l.ffn.packedBytes();
+        }
+        return total;
+    }
+
+    /** Whether the kernels read the layer matrices from the heap (of the first layer's Q). */
+    public boolean onHeap() {
+        return layers[0].wq.isPacked();
     }
 
     /** The storage format of the layer matrices, e.g. {@code Q8_0} (of the first layer's Q). */
