@@ -30,7 +30,7 @@ class MatMulTest {
 
     private static final double ABS_PER_SQRT_COL = 1e-5;
     private static final double REL = 1e-5;
-    private static final int[] TOKENS = {1, 2, 3, 5, 8};
+    private static final int[] TOKENS = {1, 2, 3, 5, 8, 9, 17, 40};
     private static final int[] THREADS = {1, 2, 3};
 
     private static final KernelPool[] POOLS = new KernelPool[THREADS.length];
@@ -118,7 +118,7 @@ class MatMulTest {
         float[] values = TestMatrices.weights(rnd, rows, cols);
         WeightMatrix w = WeightMatrix.onHeap(type, rows, cols, TestMatrices.encode(type, values, rows, cols));
         float[] decoded = TestMatrices.decoded(w);
-        for (int nTokens : new int[] {1, 7}) {
+        for (int nTokens : new int[] {1, 7, 20}) {
             float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
             check(w, decoded, x, nTokens, POOLS[1], type + " 96x896 tokens " + nTokens);
         }
@@ -136,7 +136,7 @@ class MatMulTest {
             ws[i] = WeightMatrix.onHeap(type, heights[i], cols,
                     TestMatrices.encode(type, TestMatrices.weights(rnd, heights[i], cols), heights[i], cols));
         }
-        for (int nTokens : new int[] {1, 3}) {
+        for (int nTokens : new int[] {1, 3, 18}) {
             float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
             for (KernelPool pool : POOLS) {
                 float[][] outs = new float[ws.length][];
@@ -167,7 +167,7 @@ class MatMulTest {
         int cols = type.isQuantized() ? 64 : 37;
         byte[] bytes = TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols);
         WeightMatrix heap = TestMatrices.matrix(TestMatrices.Layout.HEAP, type, rows, cols, bytes);
-        for (int nTokens : new int[] {1, 5}) {
+        for (int nTokens : new int[] {1, 5, 19}) {
             float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
             float[] expected = new float[nTokens * rows];
             MatMul.matMul(POOLS[0], expected, heap, x, nTokens);
