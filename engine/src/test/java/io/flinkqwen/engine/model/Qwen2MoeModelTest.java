@@ -144,8 +144,10 @@ class Qwen2MoeModelTest {
             for (int i = 0; i < IDS.length; i++) {
                 c = oneByOne.forward(cache, IDS, i, 1);
             }
-            assertArrayEquals(a, b, 1e-5f);
-            assertArrayEquals(a, c, 1e-5f);
+            // prefill (GEMM kernel, one FMA chain per output) and decode (mat-vec, lane-split
+            // sums) add in different orders: logits of magnitude ~5 agree to a few 1e-5
+            assertArrayEquals(a, b, 5e-5f);
+            assertArrayEquals(a, c, 5e-5f);
             // cumulative counters add up over calls; the last call is the last token only
             RouterStats s1 = oneByOne.routerStats().orElseThrow();
             long cumulative = 0;
