@@ -124,7 +124,7 @@ public final class MatMul {
             return;
         }
         if (nTokens > 1) {
-            // a few tokens (a decode batch): too few to fill the GEMM's token vectors
+            // a decode batch: too few tokens to fill the GEMM's token vectors
             fewTokenRows(out, w, x, nTokens, rowStart, rowEnd, scratch);
             return;
         }
@@ -169,6 +169,7 @@ public final class MatMul {
 
     // ---- packed matrices: rows read straight from the heap arrays ----
 
+    /** {@code out[r] = W[r] . x} for one token and the rows {@code [rowStart, rowEnd)} of a packed matrix. */
     private static void dotRowsPacked(
             float[] out, WeightMatrix w, PackedRows p, float[] x, int rowStart, int rowEnd, Scratch scratch) {
         int cols = w.cols();
@@ -180,13 +181,13 @@ public final class MatMul {
             int i = r - b * rpb;
             switch (p.dtype) {
                 case Q8_0:
-                    out[r] = dotQ8_0Packed(p.quants[b], i * cols, p.scales[b], i * spr, x, cols);
+                    out[r] = dotQ8_0Packed(p.quants[b], i * cols, p.scales[b], i * spr, x, 0, cols);
                     break;
                 case F16:
-                    out[r] = dotF16Scaled(p.halves[b], i * cols, xs, cols);
+                    out[r] = dotF16Scaled(p.halves[b], i * cols, xs, 0, cols);
                     break;
                 case BF16:
-                    out[r] = dotBF16(p.halves[b], i * cols, x, cols);
+                    out[r] = dotBF16(p.halves[b], i * cols, x, 0, cols);
                     break;
                 case F32:
                     out[r] = VectorOps.dot(p.floats[b], i * cols, x, 0, cols);
@@ -197,20 +198,27 @@ public final class MatMul {
         }
     }
 
+    private static float f16Tail(float sum, short[] h, int ho, float[] xs, int xo, int from, int n) {
+        for (int c = from; c < n; c++) {
+            sum += Float16.toFloat(h[ho + c]) * (xs[xo + c] * Simd.HALF_X_UNSCALE);
+        }
+        return sum;
+    }
+
     /**
      * Dot of a packed Q8_0 row (int8 weights {@code q[qo..qo + n)}, one float scale per 32 in
      * {@code s[so..)}) with {@code x[0..n)}: per block the bytes are widened to floats and dotted
      * with x, then the block sum is scaled. The blocks start on 32-byte boundaries of the row.
      */
-    static float dotQ8_0Packed(byte[] q, int qo, float[] s, int so, float[] x, int n) {
+    static float dotQ8_0Packed(byte[] q, int qo, float[] s, int so, float[] x, int xo0, int n) {
         if (Simd.B.length() == 8 && Simd.BYTE_PARTS == 1) {
-            return dotQ8_0Packed8(q, qo, s, so, x, n);
+            return dotQ8_0Packed8(q, qo, s, so, x, xo0, n);
         }
         int step = Simd.B.length();
         FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / QK; b++) {
             int o = qo + b * QK;
-            int xo = b * QK;
+            int xo = xo0 + b * QK;
             FloatVector block = FloatVector.zero(F);
             for (int j = 0; j < QK; j += step) {
                 ByteVector bytes = Simd.loadBytes(q, o + j);
@@ -228,13 +236,12 @@ public final class MatMul {
      * JIT does not unroll the inner loop itself, and unrolled it runs about 1.3x faster. Same
      * FMAs in the same order as the loop, so the same bits.
      */
-    private static float dotQ8_0Packed8(byte[] q, int qo, float[] s, int so, float[] x, int n) {
+    private static float dotQ8_0Packed8(byte[] q, int qo, float[] s, int so, float[] x, int xo0, int n) {
         FloatVector acc = FloatVector.zero(F);
         for (int b = 0; b < n / QK; b++) {
             int o = qo + b * QK;
-            int xo = b * QK;
-            FloatVector block = FloatVector.zero(F);
-            block = Simd.bytesToFloat(Simd.loadBytes(q, o), 0).fma(FloatVector.fromArray(F, x, xo), block);
+            int xo = xo0 + b * QK;
+            FloatVector block = Simd.bytesToFloat(Simd.loadBytes(q, o), 0).mul(FloatVector.fromArray(F, x, xo));
             block = Simd.bytesToFloat(Simd.loadBytes(q, o + 8), 0).fma(FloatVector.fromArray(F, x, xo + 8), block);
             block = Simd.bytesToFloat(Simd.loadBytes(q, o + 16), 0).fma(FloatVector.fromArray(F, x, xo + 16), block);
             block = Simd.bytesToFloat(Simd.loadBytes(q, o + 24), 0).fma(FloatVector.fromArray(F, x, xo + 24), block);
@@ -252,24 +259,20 @@ public final class MatMul {
      * barring products below 2^-70 in magnitude (then subnormal: absolute error under 2^-149 *
      * 2^56). Infinite and NaN halves are not supported, as in {@link Simd#halfToFloat}.
      */
-    static float dotF16Scaled(short[] h, int ho, float[] xs, int n) {
+    static float dotF16Scaled(short[] h, int ho, float[] xs, int xo, int n) {
         FloatVector acc0 = FloatVector.zero(F);
         FloatVector acc1 = acc0;
         int c = 0;
         int upper2 = n - n % (2 * L);
         for (; c < upper2; c += 2 * L) {
-            acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, c), acc0);
+            acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, xo + c), acc0);
             acc1 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c + L))
-                    .fma(FloatVector.fromArray(F, xs, c + L), acc1);
+                    .fma(FloatVector.fromArray(F, xs, xo + c + L), acc1);
         }
         for (; c < F.loopBound(n); c += L) {
-            acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, c), acc0);
+            acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, xo + c), acc0);
         }
-        float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD) * Simd.HALF_SCALE_BACK;
-        for (; c < n; c++) {
-            sum += Float16.toFloat(h[ho + c]) * (xs[c] * Simd.HALF_X_UNSCALE);
-        }
-        return sum;
+        return f16Tail(acc0.add(acc1).reduceLanes(VectorOperators.ADD) * Simd.HALF_SCALE_BACK, h, ho, xs, xo, c, n);
     }
 
     // ---- one token: dot the stored row with x ----
@@ -300,11 +303,11 @@ public final class MatMul {
                 if (w.dtype() == DType.F16) {
                     float[] xs = Simd.scaleForHalves(x, cols, scratch.floats2(cols));
                     for (int i = 0; i < n; i++) {
-                        out[r0 + i] = dotF16Scaled(h, i * cols, xs, cols);
+                        out[r0 + i] = dotF16Scaled(h, i * cols, xs, 0, cols);
                     }
                 } else {
                     for (int i = 0; i < n; i++) {
-                        out[r0 + i] = dotBF16(h, i * cols, x, cols);
+                        out[r0 + i] = dotBF16(h, i * cols, x, 0, cols);
                     }
                 }
                 break;
@@ -326,22 +329,22 @@ public final class MatMul {
     }
 
     /** Dot of {@code n} BF16 weights {@code h[ho..ho + n)} with {@code x[0..n)}. */
-    static float dotBF16(short[] h, int ho, float[] x, int n) {
+    static float dotBF16(short[] h, int ho, float[] x, int xo, int n) {
         FloatVector acc0 = FloatVector.zero(F);
         FloatVector acc1 = acc0;
         int c = 0;
         int upper2 = n - n % (2 * L);
         for (; c < upper2; c += 2 * L) {
-            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, xo + c), acc0);
             acc1 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c + L))
-                    .fma(FloatVector.fromArray(F, x, c + L), acc1);
+                    .fma(FloatVector.fromArray(F, x, xo + c + L), acc1);
         }
         for (; c < F.loopBound(n); c += L) {
-            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, c), acc0);
+            acc0 = Simd.bf16ToFloat(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, x, xo + c), acc0);
         }
         float sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
         for (; c < n; c++) {
-            sum += Float16.bf16ToFloat(h[ho + c]) * x[c];
+            sum += Float16.bf16ToFloat(h[ho + c]) * x[xo + c];
         }
         return sum;
     }

@@ -161,13 +161,14 @@ class MatMulTest {
     @ParameterizedTest
     @EnumSource(DType.class)
     void matMulGivesTheSameBitsInEveryBufferLayout(DType type) {
-        // Same arithmetic whatever the buffers: only addressing differs (chunks, direct, odd base).
+        // Same arithmetic whatever the buffers: only addressing differs (chunks, direct, odd base,
+        // heap arrays in the packed layout).
         Random rnd = new Random(30 + type.ordinal());
         int rows = 10;
         int cols = type.isQuantized() ? 64 : 37;
         byte[] bytes = TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols);
         WeightMatrix heap = TestMatrices.matrix(TestMatrices.Layout.HEAP, type, rows, cols, bytes);
-        for (int nTokens : new int[] {1, 5, 19}) {
+        for (int nTokens : new int[] {1, 2, 5, 19}) {
             float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
             float[] expected = new float[nTokens * rows];
             MatMul.matMul(POOLS[0], expected, heap, x, nTokens);
