@@ -68,6 +68,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final List<Sequence> decoding = new ArrayList<>();
     private final KvCache[] batchCaches;
     private final int[] batchTokens;
+    private final int[] prefillChunk;
     private final float[] row;
 
     // counters, written by the scheduler thread
@@ -75,6 +76,8 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final AtomicLong prefilledTokens = new AtomicLong();
     private final AtomicLong reusedTokens = new AtomicLong();
     private final AtomicLong evictions = new AtomicLong();
+    private volatile long kvBytesInUse;
+    private volatile long idleKvBytesNow;
 
     /** Without sessions' caches kept beyond 256 MiB. */
     public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity) {
@@ -101,6 +104,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         this.idleKvBudgetBytes = idleKvBudgetBytes;
         this.batchCaches = new KvCache[model.maxChunkTokens()];
         this.batchTokens = new int[model.maxChunkTokens()];
+        this.prefillChunk = new int[model.maxChunkTokens()];
         this.row = new float[model.config().vocabSize()];
         this.scheduler = new Thread(this::run, "flinkqwen-engine-scheduler");
         this.scheduler.setDaemon(true);
@@ -174,6 +178,17 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return evictions.get();
     }
 
+    /** KV bytes held now, running and idle; evictions, prefilled and reused tokens so far. */
+    @Override
+    public EngineStats stats() {
+        return new EngineStats(kvBytesInUse, idleKvBytesNow, evictions.get(), prefilledTokens.get(), reusedTokens.get());
+    }
+
+    /** The bound on idle sessions' KV bytes given to the constructor. */
+    public long idleKvBudgetBytes() {
+        return idleKvBudgetBytes;
+    }
+
     @Override
     public void close() {
         lock.lock();
@@ -221,6 +236,12 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                 lock.unlock();
             }
             step(running);
+            long bytes = idleKvBytes;
+            for (Sequence s : running) {
+                bytes += s.cache == null ? 0 : s.cache.sizeBytes();
+            }
+            kvBytesInUse = bytes;
+            idleKvBytesNow = idleKvBytes;
         }
     }
 
@@ -354,37 +375,45 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return false;
     }
 
-    /** Takes the session's cache (or a new one), prefills what it lacks; null if nothing to generate. */
+    /**
+     * Takes the session's cache (or a new one), prefills what it lacks; null if nothing to
+     * generate. The prompt is read in place ({@link PromptTokens}): the cached prefix is compared
+     * against it where it lies, and only the ids to prefill pass through {@code prefillChunk},
+     * the forward pass's input, one chunk at a time.
+     */
     private float[] prefill(Sequence s) {
-        int[] prompt = s.request.promptIds();
+        PromptTokens prompt = s.request.prompt();
+        int length = prompt.length();
         SamplingParams p = s.request.params();
         CachedContext cached = s.request.session() == null ? null : idleSessions.remove(s.request.session());
         int reuse = 0;
+        s.fed = new IntList(length + p.maxNewTokens());
         if (cached != null) {
             idleKvBytes -= cached.cache.sizeBytes();
             reuse = commonPrefix(cached.tokens, prompt);
             // the last prompt token always runs: its logits start the generation
-            reuse = Math.min(reuse, prompt.length - 1);
+            reuse = Math.min(reuse, length - 1);
             cached.cache.truncate(reuse);
             s.cache = cached.cache;
+            s.fed.addAll(cached.tokens, reuse);
         } else {
-            s.cache = model.newCache(prompt.length + p.maxNewTokens());
-        }
-        s.fed = new IntList(prompt.length + p.maxNewTokens());
-        for (int i = 0; i < reuse; i++) {
-            s.fed.add(prompt[i]);
+            s.cache = model.newCache(length + p.maxNewTokens());
         }
         if (p.maxNewTokens() == 0) {
             return null;
         }
         long t0 = System.nanoTime();
-        float[] logits = model.forward(s.cache, prompt, reuse, prompt.length - reuse);
+        float[] logits = null;
+        // the same chunk boundaries as one forward(cache, ids, reuse, length - reuse) call
+        for (int from = reuse; from < length; from += prefillChunk.length) {
+            int n = Math.min(prefillChunk.length, length - from);
+            prompt.copyTo(from, prefillChunk, 0, n);
+            logits = model.forward(s.cache, prefillChunk, 0, n);
+            s.fed.addAll(prefillChunk, n);
+        }
         s.prefillNanos = System.nanoTime() - t0;
         s.decodeStart = System.nanoTime();
-        for (int i = reuse; i < prompt.length; i++) {
-            s.fed.add(prompt[i]);
-        }
-        prefilledTokens.addAndGet(prompt.length - reuse);
+        prefilledTokens.addAndGet(length - reuse);
         reusedTokens.addAndGet(reuse);
         return logits;
     }
@@ -418,12 +447,14 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             idleKvBytes -= evicted.cache.sizeBytes();
             evictions.incrementAndGet();
         }
+        // before the caller hears of the result, so that its metrics see this eviction
+        idleKvBytesNow = idleKvBytes;
     }
 
-    private static int commonPrefix(int[] a, int[] b) {
-        int n = Math.min(a.length, b.length);
+    private static int commonPrefix(int[] a, PromptTokens b) {
+        int n = Math.min(a.length, b.length());
         int i = 0;
-        while (i < n && a[i] == b[i]) {
+        while (i < n && a[i] == b.get(i)) {
             i++;
         }
         return i;
@@ -510,6 +541,14 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
 
         IntList(int capacity) {
             a = new int[Math.max(4, capacity)];
+        }
+
+        void addAll(int[] v, int count) {
+            if (n + count > a.length) {
+                a = Arrays.copyOf(a, Math.max(2 * a.length, n + count));
+            }
+            System.arraycopy(v, 0, a, n, count);
+            n += count;
         }
 
         void add(int v) {

@@ -17,28 +17,33 @@ import java.util.Objects;
  *     of {@code promptIds} it already holds, so a request that appends to its session's
  *     history pays only the prefill of the new tokens. Requests of one session run one at a
  *     time, in submission order.
- * @param promptIds the whole context to continue from (for a session: its full history plus
- *     the new tokens), already tokenized; copied
+ * @param prompt the whole context to continue from (for a session: its full history plus the
+ *     new tokens), already tokenized; read in place, not copied (see {@link PromptTokens} for
+ *     how long it must stay readable)
  * @param params sampling, stop tokens and the limit of new tokens
  */
-public record GenerationRequest(String id, String session, int[] promptIds, SamplingParams params) {
+public record GenerationRequest(String id, String session, PromptTokens prompt, SamplingParams params) {
 
-    /** A request outside any session. */
+    /** A request outside any session; {@code promptIds} is copied. */
     public GenerationRequest(String id, int[] promptIds, SamplingParams params) {
         this(id, null, promptIds, params);
+    }
+
+    /** A request with its prompt in a heap array; {@code promptIds} is copied. */
+    public GenerationRequest(String id, String session, int[] promptIds, SamplingParams params) {
+        this(id, session, promptIds == null ? null : PromptTokens.of(promptIds), params);
     }
 
     public GenerationRequest {
         Objects.requireNonNull(id, "id");
         Objects.requireNonNull(params, "params");
-        if (promptIds == null || promptIds.length == 0) {
+        if (prompt == null || prompt.length() == 0) {
             throw new IllegalArgumentException("request " + id + ": the prompt is empty");
         }
-        promptIds = promptIds.clone();
     }
 
-    @Override
+    /** The prompt's ids in a new array. */
     public int[] promptIds() {
-        return promptIds.clone();
+        return prompt.toArray();
     }
 }

@@ -37,6 +37,11 @@ public interface InferenceEngine extends AutoCloseable {
     /** The most requests in flight at once. */
     int capacity();
 
+    /** Cache sizes and counters for metrics; {@link EngineStats#NONE} if the engine keeps none. */
+    default EngineStats stats() {
+        return EngineStats.NONE;
+    }
+
     /** Stops the engine; requests not completed yet complete exceptionally (cancelled). */
     @Override
     void close();

@@ -204,6 +204,54 @@ class ContinuousBatchingEngineTest {
         }
     }
 
+    /** Ids in a direct (off-heap) buffer, read one by one: what the operator's Arrow view does. */
+    private static final class DirectTokens implements PromptTokens {
+        final java.nio.IntBuffer ids;
+        int reads;
+
+        DirectTokens(int[] values) {
+            ids = java.nio.ByteBuffer.allocateDirect(4 * values.length).order(java.nio.ByteOrder.nativeOrder()).asIntBuffer();
+            ids.put(values).flip();
+        }
+
+        @Override
+        public int length() {
+            return ids.limit();
+        }
+
+        @Override
+        public int get(int i) {
+            reads++;
+            return ids.get(i);
+        }
+    }
+
+    @Test
+    void promptReadInPlaceFromOffHeapMemoryGivesTheIdsOfAnArrayPromptAndReusesTheSession() throws Exception {
+        Generator fresh = new Generator(model.newForward(pool, 16));
+        // a chunk of 16 tokens: a 40-token prompt is prefilled in three chunks from the view
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 2, 8)) {
+            int[] history = new int[40];
+            for (int i = 0; i < history.length; i++) {
+                history[i] = (7 * i + 3) % 500;
+            }
+            DirectTokens view = new DirectTokens(history);
+            GenerationResult first = engine.submit(new GenerationRequest("d1", "s", view, SamplingParams.greedy(4))).get(60, TimeUnit.SECONDS);
+            assertArrayEquals(fresh.generate(history, SamplingParams.greedy(4), null).ids(), first.ids());
+            assertEquals(history.length, view.reads);
+            int[] next = concat(history, first.ids(), new int[] {5, 6});
+            DirectTokens nextView = new DirectTokens(next);
+            GenerationResult second = engine.submit(new GenerationRequest("d2", "s", nextView, SamplingParams.greedy(4))).get(60, TimeUnit.SECONDS);
+            assertArrayEquals(fresh.generate(next, SamplingParams.greedy(4), null).ids(), second.ids());
+            EngineStats stats = engine.stats();
+            assertEquals(history.length + 3, stats.reusedTokens());
+            assertEquals(history.length + 1 + 2, stats.prefilledTokens());
+            assertEquals(0, stats.evictions());
+            // the idle session holds its cache; nothing runs
+            assertTrue(stats.idleKvBytes() > 0, stats.toString());
+        }
+    }
+
     @Test
     void requestsOfOneSessionRunOneAtATimeInOrderWhileOthersOverlap() throws Exception {
         try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 4, 8)) {

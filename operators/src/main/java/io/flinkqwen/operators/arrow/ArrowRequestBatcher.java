@@ -39,7 +39,7 @@ public final class ArrowRequestBatcher implements AutoCloseable {
      *     token id) reaches this many bytes
      * @param maxDelayMillis flush when the oldest buffered request has waited this long
      */
-    public record Limits(int maxRows, long maxBytes, long maxDelayMillis) {
+    public record Limits(int maxRows, long maxBytes, long maxDelayMillis) implements java.io.Serializable {
         public Limits {
             if (maxRows < 1) {
                 throw new IllegalArgumentException("maxRows must be >= 1, got " + maxRows);

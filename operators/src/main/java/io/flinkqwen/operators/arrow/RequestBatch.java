@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.arrow;
 
+import io.flinkqwen.engine.serve.PromptTokens;
 import java.nio.charset.StandardCharsets;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.vector.BigIntVector;
@@ -79,6 +80,46 @@ public final class RequestBatch implements AutoCloseable {
             dst[offset + i] = data.getInt((long) (start + i) * IntVector.TYPE_WIDTH);
         }
         return n;
+    }
+
+    /**
+     * The prompt of {@code row} as the engine reads it: {@code head} (the key's history, on the
+     * heap) followed by the row's token ids, read from this batch's Arrow data buffer in place.
+     * Valid while this batch is open: close the batch only after the engine has answered every
+     * request that holds such a view.
+     */
+    public PromptTokens prompt(int row, int[] head) {
+        return new ArrowPrompt(head, tokenIds.getOffsetBuffer().getInt((long) row * ListVector.OFFSET_WIDTH), tokenCount(row));
+    }
+
+    /** A key's history on the heap, then one row's ids in the Arrow data buffer. */
+    private final class ArrowPrompt implements PromptTokens {
+        private final int[] head;
+        private final int start;
+        private final int count;
+
+        ArrowPrompt(int[] head, int start, int count) {
+            this.head = head;
+            this.start = start;
+            this.count = count;
+        }
+
+        @Override
+        public int length() {
+            return head.length + count;
+        }
+
+        @Override
+        public int get(int i) {
+            if (i < head.length) {
+                return head[i];
+            }
+            int j = i - head.length;
+            if (j >= count) {
+                throw new IndexOutOfBoundsException("token " + i + " of a prompt of " + length());
+            }
+            return ids.getDataBuffer().getInt((long) (start + j) * IntVector.TYPE_WIDTH);
+        }
     }
 
     /** Bytes held by this batch's buffers. */

@@ -60,29 +60,44 @@ final class ContextWindow {
      * @param turn the new turn; {@link #fits} must hold
      */
     int[] prompt(int[] history, int[] turn) {
-        if (!fits(turn.length)) {
-            throw new IllegalArgumentException("a turn of " + turn.length + " tokens does not fit "
+        return concat(head(history, turn.length), 0, -1, turn);
+    }
+
+    /**
+     * The part of the prompt before a turn of {@code turnTokens}: the history, trimmed if the
+     * two do not fit together. {@code prompt(history, turn)} is this followed by the turn.
+     *
+     * @param history the key's history, starting with the system turn; not modified (returned
+     *     as is when nothing is trimmed)
+     * @param turnTokens the new turn's length; {@link #fits} must hold
+     */
+    int[] head(int[] history, int turnTokens) {
+        if (!fits(turnTokens)) {
+            throw new IllegalArgumentException("a turn of " + turnTokens + " tokens does not fit "
                     + maxPromptTokens + " tokens beside a system turn of " + systemTokens);
         }
         if (history.length < systemTokens) {
             throw new IllegalArgumentException(
                     "history of " + history.length + " tokens is shorter than the system turn (" + systemTokens + ")");
         }
-        if (history.length + turn.length <= maxPromptTokens) {
-            return concat(history, 0, history.length, turn);
+        if (history.length + turnTokens <= maxPromptTokens) {
+            return history;
         }
-        int room = maxPromptTokens - systemTokens - turn.length; // >= 0 by fits()
+        int room = maxPromptTokens - systemTokens - turnTokens; // >= 0 by fits()
         int rest = history.length - systemTokens;
         int sink = Math.min(Math.min(sinkTokens, rest), room);
         int recent = Math.min(room - sink, rest - sink);
-        int[] out = new int[systemTokens + sink + recent + turn.length];
+        int[] out = new int[systemTokens + sink + recent];
         System.arraycopy(history, 0, out, 0, systemTokens + sink);
         System.arraycopy(history, history.length - recent, out, systemTokens + sink, recent);
-        System.arraycopy(turn, 0, out, systemTokens + sink + recent, turn.length);
         return out;
     }
 
+    /** {@code a[from, to)} followed by {@code b}; {@code to = -1} means {@code a.length}. */
     static int[] concat(int[] a, int from, int to, int[] b) {
+        if (to < 0) {
+            to = a.length;
+        }
         int[] out = Arrays.copyOf(Arrays.copyOfRange(a, from, to), to - from + b.length);
         System.arraycopy(b, 0, out, to - from, b.length);
         return out;

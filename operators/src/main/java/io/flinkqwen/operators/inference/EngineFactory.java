@@ -21,12 +21,12 @@ public interface EngineFactory extends Serializable {
 
     /**
      * @param forward a forward pass over the loaded weights, owned by the engine from now on
-     * @param settings the operator's settings (sequences per step, capacity)
+     * @param settings the operator's settings (sequences per step, capacity, KV budget)
      */
     InferenceEngine create(Qwen2Model forward, InferenceSettings settings);
 
-    /** A {@link ContinuousBatchingEngine} with the settings' sequences and capacity. */
+    /** A {@link ContinuousBatchingEngine} with the settings' sequences, capacity and idle KV budget. */
     static EngineFactory continuousBatching() {
-        return (forward, s) -> new ContinuousBatchingEngine(forward, s.maxSequences(), s.capacity());
+        return (forward, s) -> new ContinuousBatchingEngine(forward, s.maxSequences(), s.capacity(), s.kvBudgetBytes());
     }
 }

@@ -6,13 +6,16 @@
 package io.flinkqwen.operators.inference;
 
 import io.flinkqwen.engine.tokenizer.ChatMl;
+import io.flinkqwen.operators.arrow.ArrowRequestBatcher;
 import java.io.Serializable;
 import java.nio.file.Path;
 import java.util.Objects;
 import org.apache.flink.annotation.PublicEvolving;
 
 /**
- * The long-context operator's settings; serializable, shipped with the operator factory.
+ * The long-context operator's settings; serializable, shipped with the operator factory. Build
+ * them with {@link QwenInference#builder()} or from a Flink configuration with {@link
+ * QwenInferenceOptions#toSettings}; the constructor checks each value on its own.
  *
  * @param modelPath a {@code .gguf} file or a Hugging Face folder, opened in {@code open()} on
  *     every task manager (so it must exist there)
@@ -25,6 +28,14 @@ import org.apache.flink.annotation.PublicEvolving;
  * @param maxSequences sequences the engine runs in one step
  * @param capacity requests in flight in the engine at most; more means backpressure
  * @param threads kernel threads of this operator instance's engine
+ * @param batch when the Arrow micro-batch of staged requests goes to the engine: at {@code
+ *     maxRows} requests, {@code maxBytes} of payload or {@code maxDelayMillis} after its first
+ *     request, whichever comes first
+ * @param kvBudgetBytes KV-cache bytes that idle keys may keep between their events in this
+ *     operator instance; beyond it the least recently used idle key's cache is dropped (and
+ *     rebuilt by prefill on its next event). Running requests' caches come on top.
+ * @param requestTimeoutMillis a request not answered this long after its hand-over to the
+ *     engine goes to the side output; 0 means no timeout
  */
 @PublicEvolving
 public record InferenceSettings(
@@ -36,12 +47,19 @@ public record InferenceSettings(
         int maxNewTokens,
         int maxSequences,
         int capacity,
-        int threads)
+        int threads,
+        ArrowRequestBatcher.Limits batch,
+        long kvBudgetBytes,
+        long requestTimeoutMillis)
         implements Serializable {
+
+    /** The default idle KV budget: 256 MiB. */
+    public static final long DEFAULT_KV_BUDGET_BYTES = 256L << 20;
 
     public InferenceSettings {
         Objects.requireNonNull(modelPath, "modelPath");
         Objects.requireNonNull(systemPrompt, "systemPrompt");
+        Objects.requireNonNull(batch, "batch");
         check(maxContextTokens >= 2, "maxContextTokens", maxContextTokens, ">= 2");
         check(sinkTokens >= 0, "sinkTokens", sinkTokens, ">= 0");
         check(maxNewTokens >= 1 && maxNewTokens < maxContextTokens, "maxNewTokens", maxNewTokens,
@@ -49,43 +67,68 @@ public record InferenceSettings(
         check(maxSequences >= 1, "maxSequences", maxSequences, ">= 1");
         check(capacity >= maxSequences, "capacity", capacity, ">= maxSequences = " + maxSequences);
         check(threads >= 1, "threads", threads, ">= 1");
+        check(kvBudgetBytes >= 0, "kvBudgetBytes", kvBudgetBytes, ">= 0");
+        check(requestTimeoutMillis >= 0, "requestTimeoutMillis", requestTimeoutMillis, ">= 0 (0: none)");
     }
 
-    private static void check(boolean ok, String name, int value, String expected) {
+    private static void check(boolean ok, String name, long value, String expected) {
         if (!ok) {
             throw new IllegalArgumentException(name + " must be " + expected + ", got " + value);
         }
     }
 
-    /** Defaults: the default ChatML system prompt, 4096 context, 4 sink tokens, 128 new tokens, 4 sequences, capacity 16, 1 thread. */
+    /**
+     * Defaults: the default ChatML system prompt, 4096 context, 4 sink tokens, 128 new tokens, 4
+     * sequences, capacity 16, 1 thread, batches of 4 requests / 1 MiB / 10 ms, 256 MiB idle KV
+     * budget, no timeout.
+     */
     public static InferenceSettings of(Path modelPath) {
-        return new InferenceSettings(
-                modelPath.toString(), null, ChatMl.DEFAULT_SYSTEM_MESSAGE, 4096, 4, 128, 4, 16, 1);
+        return new InferenceSettings(modelPath.toString(), null, ChatMl.DEFAULT_SYSTEM_MESSAGE, 4096, 4, 128, 4, 16, 1,
+                new ArrowRequestBatcher.Limits(4, 1 << 20, 10), DEFAULT_KV_BUDGET_BYTES, 0);
     }
 
     public InferenceSettings withContext(int newMaxContextTokens, int newSinkTokens) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, newMaxContextTokens, newSinkTokens,
-                maxNewTokens, maxSequences, capacity, threads);
+                maxNewTokens, maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
     }
 
     public InferenceSettings withMaxNewTokens(int n) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, n,
-                maxSequences, capacity, threads);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
     }
 
+    /** The engine's sequences per step, capacity and threads; batches of {@code maxSequences} rows. */
     public InferenceSettings withEngine(int newMaxSequences, int newCapacity, int newThreads) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens,
-                maxNewTokens, newMaxSequences, newCapacity, newThreads);
+                maxNewTokens, newMaxSequences, newCapacity, newThreads,
+                new ArrowRequestBatcher.Limits(newMaxSequences, batch.maxBytes(), batch.maxDelayMillis()),
+                kvBudgetBytes, requestTimeoutMillis);
     }
 
     public InferenceSettings withSystemPrompt(String prompt) {
         return new InferenceSettings(modelPath, modelName, prompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
     }
 
     public InferenceSettings withModelName(String name) {
         return new InferenceSettings(modelPath, name, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
+    }
+
+    public InferenceSettings withBatch(int maxRows, long maxBytes, long maxDelayMillis) {
+        return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
+                maxSequences, capacity, threads, new ArrowRequestBatcher.Limits(maxRows, maxBytes, maxDelayMillis),
+                kvBudgetBytes, requestTimeoutMillis);
+    }
+
+    public InferenceSettings withKvBudgetBytes(long bytes) {
+        return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
+                maxSequences, capacity, threads, batch, bytes, requestTimeoutMillis);
+    }
+
+    public InferenceSettings withRequestTimeoutMillis(long millis) {
+        return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
+                maxSequences, capacity, threads, batch, kvBudgetBytes, millis);
     }
 
     /** The name results carry. */

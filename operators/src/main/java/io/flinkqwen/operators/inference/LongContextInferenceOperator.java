@@ -13,15 +13,21 @@ import io.flinkqwen.engine.serve.InferenceEngine;
 import io.flinkqwen.engine.tokenizer.ChatMl;
 import io.flinkqwen.engine.tokenizer.Qwen2Tokenizer;
 import io.flinkqwen.kernels.KernelPool;
+import io.flinkqwen.operators.arrow.AllocatorSource;
+import io.flinkqwen.operators.arrow.ArrowRequestBatcher;
+import io.flinkqwen.operators.arrow.RequestBatch;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
 import java.util.stream.Collectors;
 import org.apache.flink.annotation.PublicEvolving;
 import org.apache.flink.annotation.VisibleForTesting;
@@ -33,6 +39,10 @@ import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeutils.base.array.IntPrimitiveArraySerializer;
 import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.Histogram;
+import org.apache.flink.metrics.MeterView;
+import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.runtime.state.VoidNamespace;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.BoundedOneInput;
@@ -46,35 +56,59 @@ import org.apache.flink.util.OutputTag;
  * The stateful long-context inference operator (keyed by {@link InferenceEvent#key()}): per key
  * it keeps the conversation's token history, appends each event as a ChatML user turn, lets the
  * engine answer greedily, appends the answer to the history and emits an {@link
- * InferenceResult}. Create it with {@link LongContextInferenceOperatorFactory}.
+ * InferenceResult}. Create it with {@link QwenInference#builder()} or {@link
+ * LongContextInferenceOperatorFactory}.
  *
  * <p><b>Threads.</b> Everything here runs on the task's mailbox thread: the engine's futures
  * complete on the engine's scheduler thread, and their callbacks only enqueue a mail; the mail
- * sets the key, touches state and emits. No field is shared with another thread.
+ * sets the key, touches state and emits. Metric gauges read volatile copies.
  *
- * <p><b>Order.</b> A key's events run one at a time, in arrival order: the next is handed to the
- * engine when the previous one's result arrives, since its prompt is the history that result
- * completes. Different keys run concurrently, up to the engine's capacity. Results of one key
- * come out in order; results of different keys interleave.
+ * <p><b>Arrow micro-batches.</b> A key's next event is tokenized and staged in an Arrow batch
+ * ({@link ArrowRequestBatcher}: key, request id, text, event time, and the turn's token ids as a
+ * list vector) shared by all keys of this operator instance; the batch goes to the engine when
+ * {@link InferenceSettings#batch()} says (count, payload bytes or processing time since its
+ * first request, whichever first; a watermark or the end of input flushes it too). Each request
+ * hands the engine a {@link RequestBatch#prompt view}: the key's history from state, then the
+ * turn's ids read in place from the batch's Arrow data buffer. A batch is closed when the engine
+ * has answered all its requests. The operator takes one child allocator of {@link
+ * AllocatorSource#parent()} and closes it in {@link #close()}.
+ *
+ * <p><b>Order.</b> A key's events run one at a time, in arrival order: the next is staged when
+ * the previous one's result arrives, since its prompt is the history that result completes.
+ * Different keys run concurrently, up to the engine's capacity. Results of one key come out in
+ * order; results of different keys interleave.
  *
  * <p><b>Backpressure, never a drop.</b> Before a hand-over, while the engine has no capacity the
  * operator yields to the mailbox (which runs result mails and so frees capacity); the task
  * reads no input meanwhile.
  *
  * <p><b>State.</b> Keyed {@code history} (int[]): the system turn plus every answered turn.
- * Keyed {@code pending} (list): the key's events not answered yet, the one in the engine first.
- * Both are keyed, not operator list state as in {@code AsyncWaitOperator}, so that rescaling
- * moves a key's waiting events with its history. The history changes only when a result
- * arrives, so a checkpoint holds for every key its history and the events still to answer, and
- * {@link #open()} hands the first of each key to the engine again after a restore. Greedy
- * generation is deterministic, so a restored run emits what an uninterrupted one would. The KV
- * caches are not state: the engine rebuilds them by prefill.
+ * Keyed {@code pending} (list): the key's events not answered yet, the one staged or in the
+ * engine first. Both are keyed, not operator list state as in {@code AsyncWaitOperator}, so that
+ * rescaling moves a key's waiting events with its history. The history changes only when a
+ * result arrives, so a checkpoint holds for every key its history and the events still to
+ * answer (the staged Arrow batch needs no snapshot: its events are in {@code pending}), and
+ * {@link #open()} stages the first of each key again after a restore. Greedy generation is
+ * deterministic, so a restored run emits what an uninterrupted one would. The KV caches are not
+ * state: the engine rebuilds them by prefill, as it does for keys evicted from its idle budget
+ * ({@link InferenceSettings#kvBudgetBytes()}).
  *
  * <p><b>Bad records</b> go to {@link #REJECTED} with a reason and the key moves on: empty text,
- * a turn that cannot fit the context, a request the engine failed.
+ * a turn that cannot fit the context, a request the engine failed, a request not answered
+ * within {@link InferenceSettings#requestTimeoutMillis()} (a processing-time timer; the engine
+ * finishes it in the background and its answer is dropped).
  *
  * <p><b>Watermarks</b> are held until every event received before them is answered, so results
  * (stamped with their event's time) are never late. This drains the operator at each watermark.
+ *
+ * <p><b>Metrics</b> (operator group): counters {@code requests}, {@code requestsFailed}, {@code
+ * requestsRejected}, {@code requestsTimedOut}, {@code tokensIn} (prompt tokens handed over),
+ * {@code tokensOut} (generated), {@code batches}; meters {@code requestsPerSecond}, {@code
+ * tokensInPerSecond}, {@code tokensOutPerSecond}; histograms {@code batchSize} (requests per
+ * Arrow batch) and {@code latencyMillis} (hand-over to result); gauges {@code queueLength}
+ * (requests staged or in the engine), {@code bufferedRequests} (staged in the Arrow batch),
+ * {@code openBatches} (Arrow batches the engine still reads), {@code arrowBytes}, {@code kvBytesInUse}, {@code idleKvBytes}, {@code evictions}, {@code
+ * prefilledTokens}, {@code reusedTokens}.
  */
 @PublicEvolving
 public final class LongContextInferenceOperator extends AbstractStreamOperator<InferenceResult>
@@ -88,6 +122,7 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
 
     private final InferenceSettings settings;
     private final EngineFactory engineFactory;
+    private final AllocatorSource allocatorSource;
     private final transient MailboxExecutor mailbox;
 
     private transient ValueState<int[]> history;
@@ -105,22 +140,66 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
     private transient String modelName;
     private transient boolean closing;
 
-    /** The request of each key now in the engine; a key is absent when it has none. */
-    private transient Map<String, InFlight> inFlight;
+    private transient ArrowRequestBatcher batcher;
+    /** The requests in the batcher's rows, in row order. */
+    private transient List<Request> staged;
+    /** Batches handed to the engine whose requests are not all answered. */
+    private transient Set<Lease> leases;
+    private transient long flushTimerAt;
+
+    /** The request of each key now staged or in the engine; a key is absent when it has none. */
+    private transient Map<String, Request> active;
 
     private transient Counter requests;
     private transient Counter requestsFailed;
     private transient Counter requestsRejected;
+    private transient Counter requestsTimedOut;
+    private transient Counter tokensIn;
+    private transient Counter tokensOut;
+    private transient Counter batches;
+    private transient Histogram batchSize;
+    private transient Histogram latencyMillis;
+    private transient volatile int queueLength;
+    private transient volatile int bufferedRequests;
+    private transient volatile int openBatches;
 
-    private record InFlight(InferenceEvent event, int[] prompt, long startNanos) {}
+    /** One event on its way: staged in the Arrow batch, then in the engine. */
+    private static final class Request {
+        final String key;
+        final InferenceEvent event;
+        final int[] head; // the history part of the prompt (trimmed); the turn is in the batch
+        Lease lease; // null while staged
+        int row;
+        long startNanos;
+        ScheduledFuture<?> timeout;
+
+        Request(String key, InferenceEvent event, int[] head) {
+            this.key = key;
+            this.event = event;
+            this.head = head;
+        }
+    }
+
+    /** A flushed batch and how many of its requests the engine has not answered yet. */
+    private static final class Lease {
+        final RequestBatch batch;
+        int open;
+
+        Lease(RequestBatch batch) {
+            this.batch = batch;
+            this.open = batch.rows();
+        }
+    }
 
     LongContextInferenceOperator(
             StreamOperatorParameters<InferenceResult> parameters,
             InferenceSettings settings,
-            EngineFactory engineFactory) {
+            EngineFactory engineFactory,
+            AllocatorSource allocatorSource) {
         super(parameters);
         this.settings = settings;
         this.engineFactory = engineFactory;
+        this.allocatorSource = allocatorSource;
         this.mailbox = parameters.getMailboxExecutor();
     }
 
@@ -137,10 +216,10 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
     @Override
     public void open() throws Exception {
         super.open();
-        inFlight = new HashMap<>();
-        requests = getMetricGroup().counter("requests");
-        requestsFailed = getMetricGroup().counter("requestsFailed");
-        requestsRejected = getMetricGroup().counter("requestsRejected");
+        active = new HashMap<>();
+        staged = new ArrayList<>();
+        leases = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+        flushTimerAt = Long.MAX_VALUE;
 
         model = LoadedModel.open(java.nio.file.Path.of(settings.modelPath()));
         int positions = model.config().maxPositionEmbeddings();
@@ -162,8 +241,12 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         modelName = settings.resolvedModelName();
         pool = new KernelPool(settings.threads());
         engine = engineFactory.create(model.newForward(pool, 64), settings);
+        var task = getRuntimeContext().getTaskInfo();
+        batcher = new ArrowRequestBatcher(allocatorSource.parent(),
+                task.getTaskNameWithSubtasks() + "/" + getOperatorID(), Long.MAX_VALUE, settings.batch());
+        registerMetrics(getMetricGroup());
 
-        // after a restore: hand the first waiting event of every key to the engine again
+        // after a restore: stage the first waiting event of every key again
         List<String> keys;
         try (var stream = getKeyedStateBackend().<VoidNamespace>getKeys("pending", VoidNamespace.INSTANCE)) {
             keys = stream.map(k -> (String) k).collect(Collectors.toList());
@@ -174,38 +257,67 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         }
     }
 
+    private void registerMetrics(MetricGroup group) {
+        requests = group.counter("requests");
+        requestsFailed = group.counter("requestsFailed");
+        requestsRejected = group.counter("requestsRejected");
+        requestsTimedOut = group.counter("requestsTimedOut");
+        tokensIn = group.counter("tokensIn");
+        tokensOut = group.counter("tokensOut");
+        batches = group.counter("batches");
+        group.meter("requestsPerSecond", new MeterView(requests));
+        group.meter("tokensInPerSecond", new MeterView(tokensIn));
+        group.meter("tokensOutPerSecond", new MeterView(tokensOut));
+        batchSize = group.histogram("batchSize", new DescriptiveStatisticsHistogram(1024));
+        latencyMillis = group.histogram("latencyMillis", new DescriptiveStatisticsHistogram(1024));
+        group.gauge("queueLength", () -> queueLength);
+        group.gauge("bufferedRequests", () -> bufferedRequests);
+        group.gauge("openBatches", () -> openBatches);
+        ArrowRequestBatcher b = batcher;
+        group.gauge("arrowBytes", b::allocatedBytes);
+        InferenceEngine e = engine;
+        group.gauge("kvBytesInUse", () -> e.stats().kvBytesInUse());
+        group.gauge("idleKvBytes", () -> e.stats().idleKvBytes());
+        group.gauge("evictions", () -> e.stats().evictions());
+        group.gauge("prefilledTokens", () -> e.stats().prefilledTokens());
+        group.gauge("reusedTokens", () -> e.stats().reusedTokens());
+    }
+
+    private void updateGauges() {
+        queueLength = active.size();
+        bufferedRequests = staged.size();
+        openBatches = leases.size();
+    }
+
     @Override
     public void processElement(StreamRecord<InferenceEvent> element) throws Exception {
         InferenceEvent event = element.getValue();
         String key = (String) getCurrentKey();
         pending.add(event);
-        if (!inFlight.containsKey(key)) {
+        if (!active.containsKey(key)) {
             startNext(key);
         }
     }
 
     /**
-     * Hands the key's first waiting event to the engine, rejecting bad ones on the way. The
-     * current key must be {@code key}, and the key must have nothing in the engine.
+     * Stages the key's first waiting event, rejecting bad ones on the way. The current key must
+     * be {@code key}, and the key must have nothing staged or in the engine.
      */
     private void startNext(String key) throws Exception {
         List<InferenceEvent> waiting = waiting();
         while (!waiting.isEmpty()) {
             InferenceEvent event = waiting.get(0);
             String problem = null;
-            int[] prompt = null;
+            int[] turn = null;
             if (event.text() == null || event.text().isEmpty()) {
                 problem = "request " + event.requestId() + " of key " + key + ": the text is empty";
             } else {
-                int[] turn = userTurn(event.text());
+                turn = userTurn(event.text());
                 if (!window.fits(turn.length)) {
                     problem = "request " + event.requestId() + " of key " + key + ": the turn is " + turn.length
                             + " tokens; with the system turn (" + window.systemTokens() + ") it exceeds the "
                             + window.maxPromptTokens() + " prompt tokens the context leaves (maxContextTokens "
                             + settings.maxContextTokens() + " - maxNewTokens " + settings.maxNewTokens() + ")";
-                } else {
-                    int[] h = history.value();
-                    prompt = window.prompt(h != null ? h : systemTurn, turn);
                 }
             }
             if (problem != null) {
@@ -214,79 +326,201 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
                 setWaiting(waiting);
                 continue;
             }
-            submit(key, event, prompt);
+            int[] h = history.value();
+            stage(key, new Request(key, event, window.head(h != null ? h : systemTurn, turn.length)), turn);
             return;
         }
     }
 
-    private void submit(String key, InferenceEvent event, int[] prompt) throws Exception {
+    /** Adds the request to the Arrow batch; flushes it when a bound is reached. */
+    private void stage(String key, Request request, int[] turn) throws Exception {
+        InferenceEvent event = request.event;
+        long now = getProcessingTimeService().getCurrentProcessingTime();
+        active.put(key, request);
+        staged.add(request);
+        boolean full = batcher.add(key, event.requestId(), event.text(), event.eventTimeMillis(), turn, now);
+        updateGauges();
+        if (full || batcher.isFlushDue(now)) {
+            flush();
+        } else if (batcher.flushDeadlineMillis() < flushTimerAt) {
+            flushTimerAt = batcher.flushDeadlineMillis();
+            getProcessingTimeService().registerTimer(flushTimerAt, this::onFlushTimer);
+        }
+    }
+
+    /** The time bound: flush if the oldest staged request has waited long enough. */
+    private void onFlushTimer(long timestamp) throws Exception {
+        flushTimerAt = Long.MAX_VALUE;
+        if (closing) {
+            return;
+        }
+        if (batcher.isFlushDue(timestamp)) {
+            flush();
+        } else if (batcher.rows() > 0) {
+            flushTimerAt = batcher.flushDeadlineMillis();
+            getProcessingTimeService().registerTimer(flushTimerAt, this::onFlushTimer);
+        }
+    }
+
+    /** Hands every staged request to the engine, each with a view of the batch as its prompt. */
+    private void flush() throws Exception {
+        RequestBatch batch = batcher.flush();
+        if (batch == null) {
+            return;
+        }
+        List<Request> rows = new ArrayList<>(staged);
+        staged.clear();
+        Lease lease = new Lease(batch);
+        leases.add(lease);
+        batches.inc();
+        batchSize.update(rows.size());
+        updateGauges();
+        for (int row = 0; row < rows.size(); row++) {
+            submit(rows.get(row), lease, row);
+        }
+    }
+
+    private void submit(Request request, Lease lease, int row) throws Exception {
         while (!engine.hasCapacity()) {
             // backpressure: result mails free capacity; input is not read meanwhile
             mailbox.yield();
         }
-        InFlight request = new InFlight(event, prompt, System.nanoTime());
-        inFlight.put(key, request);
+        InferenceEvent event = request.event;
+        String key = request.key;
+        var prompt = lease.batch.prompt(row, request.head);
+        request.lease = lease;
+        request.row = row;
+        request.startNanos = System.nanoTime();
         requests.inc();
+        tokensIn.inc(prompt.length());
         CompletableFuture<GenerationResult> future;
         try {
             future = engine.submit(new GenerationRequest(event.requestId(), key, prompt, sampling));
         } catch (RuntimeException e) {
-            inFlight.remove(key);
+            active.remove(key);
+            lease.open--;
             throw e;
+        }
+        if (settings.requestTimeoutMillis() > 0) {
+            long at = getProcessingTimeService().getCurrentProcessingTime() + settings.requestTimeoutMillis();
+            request.timeout = getProcessingTimeService().registerTimer(at, t -> onTimeout(request));
         }
         future.whenComplete((result, error) -> {
             try {
-                mailbox.execute(() -> onResult(key, request, result, error), "inference result %s", event.requestId());
+                mailbox.execute(() -> onResult(request, result, error), "inference result %s", event.requestId());
             } catch (RejectedExecutionException e) {
                 // the mailbox is closed: the task is going away, the event stays in 'pending'
             }
         });
     }
 
-    /** On the mailbox thread: the engine answered (or failed) {@code request} of {@code key}. */
-    private void onResult(String key, InFlight request, GenerationResult result, Throwable error) throws Exception {
-        if (closing || inFlight.get(key) != request) {
-            return; // a stale completion (closing, or a cancelled engine): nothing to do
+    /** On the mailbox thread: the engine answered (or failed) {@code request}. */
+    private void onResult(Request request, GenerationResult result, Throwable error) throws Exception {
+        if (closing) {
+            return; // close() closes every batch
+        }
+        String key = request.key;
+        try {
+            if (active.get(key) != request) {
+                return; // timed out: already on the side output
+            }
+            if (request.timeout != null) {
+                request.timeout.cancel(false);
+            }
+            Object previousKey = getCurrentKey();
+            setCurrentKey(key);
+            try {
+                answer(request, result, error);
+            } finally {
+                if (previousKey != null) {
+                    setCurrentKey(previousKey);
+                }
+            }
+        } finally {
+            release(request.lease);
+        }
+    }
+
+    /** The current key is the request's: record the answer (or failure) and stage the next event. */
+    private void answer(Request request, GenerationResult result, Throwable error) throws Exception {
+        String key = request.key;
+        InferenceEvent event = request.event;
+        active.remove(key);
+        updateGauges();
+        List<InferenceEvent> waiting = waiting();
+        if (waiting.isEmpty() || !waiting.get(0).equals(event)) {
+            throw new IllegalStateException("key " + key + ": the answered request " + event.requestId()
+                    + " is not the first waiting one; waiting " + waiting);
+        }
+        waiting.remove(0);
+        setWaiting(waiting);
+        if (error != null) {
+            Throwable cause = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+            if (cause instanceof CancellationException) {
+                throw new IllegalStateException("request " + event.requestId() + " was cancelled by the engine", cause);
+            }
+            requestsFailed.inc();
+            reject(event, "request " + event.requestId() + " of key " + key + " failed in the engine: "
+                    + cause.getMessage());
+        } else {
+            int[] ids = result.ids();
+            int[] head = request.head;
+            int turnLength = request.lease.batch.tokenCount(request.row);
+            int[] next = new int[head.length + turnLength + ids.length + answerEnd.length];
+            System.arraycopy(head, 0, next, 0, head.length);
+            request.lease.batch.copyTokenIds(request.row, next, head.length);
+            System.arraycopy(ids, 0, next, head.length + turnLength, ids.length);
+            System.arraycopy(answerEnd, 0, next, head.length + turnLength + ids.length, answerEnd.length);
+            history.update(next);
+            long latency = (System.nanoTime() - request.startNanos) / 1_000_000L;
+            tokensOut.inc(ids.length);
+            latencyMillis.update(latency);
+            output.collect(new StreamRecord<>(
+                    new InferenceResult(key, event.requestId(), tokenizer.decode(ids), head.length + turnLength,
+                            ids.length, latency, modelName),
+                    event.eventTimeMillis()));
+        }
+        startNext(key);
+    }
+
+    /** The request's timeout fired: if it is still unanswered, reject it and move the key on. */
+    private void onTimeout(Request request) throws Exception {
+        String key = request.key;
+        if (closing || active.get(key) != request) {
+            return;
         }
         Object previousKey = getCurrentKey();
         setCurrentKey(key);
         try {
-            inFlight.remove(key);
+            active.remove(key);
+            updateGauges();
             List<InferenceEvent> waiting = waiting();
-            InferenceEvent event = request.event();
-            if (waiting.isEmpty() || !waiting.get(0).equals(event)) {
-                throw new IllegalStateException("key " + key + ": the answered request " + event.requestId()
+            if (waiting.isEmpty() || !waiting.get(0).equals(request.event)) {
+                throw new IllegalStateException("key " + key + ": the timed-out request " + request.event.requestId()
                         + " is not the first waiting one; waiting " + waiting);
             }
             waiting.remove(0);
             setWaiting(waiting);
-            if (error != null) {
-                Throwable cause = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
-                if (cause instanceof CancellationException) {
-                    throw new IllegalStateException("request " + event.requestId() + " was cancelled by the engine", cause);
-                }
-                requestsFailed.inc();
-                reject(event, "request " + event.requestId() + " of key " + key + " failed in the engine: "
-                        + cause.getMessage());
-            } else {
-                int[] ids = result.ids();
-                int[] prompt = request.prompt();
-                int[] next = new int[prompt.length + ids.length + answerEnd.length];
-                System.arraycopy(prompt, 0, next, 0, prompt.length);
-                System.arraycopy(ids, 0, next, prompt.length, ids.length);
-                System.arraycopy(answerEnd, 0, next, prompt.length + ids.length, answerEnd.length);
-                history.update(next);
-                long latencyMillis = (System.nanoTime() - request.startNanos()) / 1_000_000L;
-                output.collect(new StreamRecord<>(
-                        new InferenceResult(key, event.requestId(), tokenizer.decode(ids), prompt.length, ids.length,
-                                latencyMillis, modelName),
-                        event.eventTimeMillis()));
-            }
+            requestsTimedOut.inc();
+            reject(request.event, "request " + request.event.requestId() + " of key " + key + " timed out: no answer "
+                    + settings.requestTimeoutMillis() + " ms after its hand-over to the engine (requestTimeout); "
+                    + "the key's history is unchanged");
+            // the engine still runs it (and holds its batch) until it ends; the key's next
+            // request waits behind it in the engine, as requests of one session do
             startNext(key);
         } finally {
             if (previousKey != null) {
                 setCurrentKey(previousKey);
             }
+        }
+    }
+
+    /** One request of the batch is answered; the last closes it. */
+    private void release(Lease lease) {
+        if (--lease.open == 0) {
+            leases.remove(lease);
+            lease.batch.close();
+            updateGauges();
         }
     }
 
@@ -320,10 +554,14 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         }
     }
 
-    /** Waits (yielding to the mailbox) until every event received so far is answered. */
+    /** Flushes the batch and waits (yielding to the mailbox) until every event received so far is answered. */
     private void drain() throws Exception {
-        while (!inFlight.isEmpty()) {
-            mailbox.yield();
+        while (!active.isEmpty()) {
+            if (!staged.isEmpty()) {
+                flush();
+            } else {
+                mailbox.yield();
+            }
         }
     }
 
@@ -343,25 +581,38 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         closing = true;
         try {
             if (engine != null) {
+                // joins the engine's scheduler: nothing reads the batches after this
                 engine.close();
             }
         } finally {
             try {
-                if (pool != null) {
-                    pool.close();
+                if (leases != null) {
+                    for (Lease lease : leases) {
+                        lease.batch.close();
+                    }
+                    leases.clear();
+                }
+                if (batcher != null) {
+                    batcher.close();
                 }
             } finally {
-                if (model != null) {
-                    model.close();
+                try {
+                    if (pool != null) {
+                        pool.close();
+                    }
+                } finally {
+                    if (model != null) {
+                        model.close();
+                    }
+                    super.close();
                 }
-                super.close();
             }
         }
     }
 
-    /** Requests now in the engine (one per key at most). */
+    /** Requests now staged or in the engine (one per key at most). */
     @VisibleForTesting
     int inFlightCount() {
-        return inFlight.size();
+        return active.size();
     }
 }

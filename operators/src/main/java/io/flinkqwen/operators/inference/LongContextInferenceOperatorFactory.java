@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.inference;
 
+import io.flinkqwen.operators.arrow.AllocatorSource;
 import java.util.Objects;
 import org.apache.flink.annotation.PublicEvolving;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperatorFactory;
@@ -15,7 +16,8 @@ import org.apache.flink.streaming.api.operators.StreamOperatorParameters;
 /**
  * Makes {@link LongContextInferenceOperator}s; hands each the task's mailbox executor (from
  * {@link StreamOperatorParameters}), through which results come back. Use on a keyed stream:
- * {@code events.keyBy(InferenceEvent::key).transform("qwen", TypeInformation.of(InferenceResult.class), factory)}.
+ * {@code events.keyBy(InferenceEvent::key).transform("qwen", TypeInformation.of(InferenceResult.class), factory)},
+ * or let {@link QwenInference#builder()} do it.
  */
 @PublicEvolving
 public final class LongContextInferenceOperatorFactory extends AbstractStreamOperatorFactory<InferenceResult>
@@ -25,21 +27,35 @@ public final class LongContextInferenceOperatorFactory extends AbstractStreamOpe
 
     private final InferenceSettings settings;
     private final EngineFactory engineFactory;
+    private final AllocatorSource allocatorSource;
 
     public LongContextInferenceOperatorFactory(InferenceSettings settings) {
         this(settings, EngineFactory.continuousBatching());
     }
 
     public LongContextInferenceOperatorFactory(InferenceSettings settings, EngineFactory engineFactory) {
+        this(settings, engineFactory, AllocatorSource.shared());
+    }
+
+    /**
+     * @param allocatorSource the parent of each operator instance's Arrow child allocator
+     */
+    public LongContextInferenceOperatorFactory(
+            InferenceSettings settings, EngineFactory engineFactory, AllocatorSource allocatorSource) {
         this.settings = Objects.requireNonNull(settings, "settings");
         this.engineFactory = Objects.requireNonNull(engineFactory, "engineFactory");
+        this.allocatorSource = Objects.requireNonNull(allocatorSource, "allocatorSource");
+    }
+
+    public InferenceSettings settings() {
+        return settings;
     }
 
     @Override
     @SuppressWarnings("unchecked")
     public <T extends StreamOperator<InferenceResult>> T createStreamOperator(
             StreamOperatorParameters<InferenceResult> parameters) {
-        return (T) new LongContextInferenceOperator(parameters, settings, engineFactory);
+        return (T) new LongContextInferenceOperator(parameters, settings, engineFactory, allocatorSource);
     }
 
     @Override

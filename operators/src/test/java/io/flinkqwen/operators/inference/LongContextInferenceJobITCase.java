@@ -18,6 +18,7 @@ import java.util.Map;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
+import org.apache.arrow.memory.RootAllocator;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.MapFunction;
 import org.apache.flink.api.common.state.CheckpointListener;
@@ -90,6 +91,9 @@ class LongContextInferenceJobITCase {
         }
     }
 
+    /** The operators' Arrow parent: same JVM as the MiniCluster; checked for leaks after both runs. */
+    static RootAllocator arrow;
+
     static final AtomicBoolean checkpointDone = new AtomicBoolean();
     static final AtomicBoolean failed = new AtomicBoolean();
     static final AtomicInteger passed = new AtomicInteger();
@@ -140,7 +144,7 @@ class LongContextInferenceJobITCase {
         DataStream<InferenceResult> results = env.fromSource(source, WatermarkStrategy.noWatermarks(), "events")
                 .keyBy(InferenceEvent::key)
                 .transform("qwen", TypeInformation.of(InferenceResult.class),
-                        new LongContextInferenceOperatorFactory(settings))
+                        new LongContextInferenceOperatorFactory(settings, EngineFactory.continuousBatching(), () -> arrow))
                 .map(new FailOnceAfterCheckpoint(injectFailure));
         List<InferenceResult> out = new ArrayList<>();
         try (CloseableIterator<InferenceResult> it = results.executeAndCollect("long-context-" + injectFailure)) {
@@ -152,6 +156,7 @@ class LongContextInferenceJobITCase {
 
     @Test
     void jobWithAFailureMidStreamEmitsWhatAFailureFreeRunEmits() throws Exception {
+        arrow = new RootAllocator();
         List<InferenceResult> clean = run(false);
         assertEquals(KEYS * EVENTS_PER_KEY, clean.size());
         List<InferenceResult> recovered = run(true);
@@ -163,5 +168,8 @@ class LongContextInferenceJobITCase {
                 recovered.stream().collect(Collectors.groupingBy(InferenceResult::key));
         // exactly once and in per-key order
         assertEquals(cleanByKey, recoveredByKey);
+        // the failed task's operator closed its batches and allocator as well
+        assertEquals(0, arrow.getAllocatedMemory(), "Arrow memory leaked");
+        arrow.close();
     }
 }

@@ -13,6 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.flinkqwen.engine.LoadedModel;
 import io.flinkqwen.engine.generate.Generator;
 import io.flinkqwen.engine.generate.SamplingParams;
+import io.flinkqwen.engine.serve.EngineStats;
 import io.flinkqwen.engine.serve.GenerationRequest;
 import io.flinkqwen.engine.serve.GenerationResult;
 import io.flinkqwen.engine.serve.InferenceEngine;
@@ -31,6 +32,19 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.BooleanSupplier;
 import java.util.stream.Collectors;
+import java.util.concurrent.TimeUnit;
+import org.apache.flink.api.java.functions.KeySelector;
+import org.apache.flink.metrics.Gauge;
+import org.apache.flink.metrics.Histogram;
+import org.apache.flink.metrics.Meter;
+import org.apache.flink.metrics.Metric;
+import org.apache.flink.metrics.View;
+import org.apache.flink.runtime.jobgraph.OperatorID;
+import org.apache.flink.runtime.metrics.groups.InternalOperatorMetricGroup;
+import org.apache.flink.runtime.metrics.util.InterceptingOperatorMetricGroup;
+import org.apache.flink.runtime.metrics.util.InterceptingTaskMetricGroup;
+import org.apache.flink.runtime.operators.testutils.MockEnvironment;
+import org.apache.flink.runtime.operators.testutils.MockEnvironmentBuilder;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.PojoTypeInfo;
@@ -42,7 +56,11 @@ import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.runtime.tasks.mailbox.Mail;
 import org.apache.flink.streaming.runtime.tasks.mailbox.TaskMailbox;
 import org.apache.flink.streaming.util.KeyedOneInputStreamOperatorTestHarness;
+import org.apache.flink.streaming.util.OneInputStreamOperatorTestHarness;
+import org.apache.arrow.memory.RootAllocator;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -74,6 +92,29 @@ class LongContextInferenceOperatorTest {
     static void closeModel() {
         model.close();
         pool.close();
+    }
+
+    /** The parent of every operator's Arrow allocator; closed after each test, which fails on a leak. */
+    static RootAllocator arrow;
+
+    @BeforeEach
+    void arrowRoot() {
+        arrow = new RootAllocator();
+    }
+
+    @AfterEach
+    void noArrowLeak() {
+        long held = arrow.getAllocatedMemory();
+        arrow.close(); // throws, naming the child allocator, if one is still open
+        assertEquals(0, held, "Arrow memory leaked");
+    }
+
+    static LongContextInferenceOperatorFactory factory(InferenceSettings s) {
+        return factory(s, EngineFactory.continuousBatching());
+    }
+
+    static LongContextInferenceOperatorFactory factory(InferenceSettings s, EngineFactory engines) {
+        return new LongContextInferenceOperatorFactory(s, engines, () -> arrow);
     }
 
     private static InferenceSettings settings() {
@@ -134,12 +175,12 @@ class LongContextInferenceOperatorTest {
 
     // ---- harness helpers ----
 
-    private static KeyedOneInputStreamOperatorTestHarness<String, InferenceEvent, InferenceResult> harness(
+    private static OneInputStreamOperatorTestHarness<InferenceEvent, InferenceResult> harness(
             LongContextInferenceOperatorFactory factory) throws Exception {
         return new KeyedOneInputStreamOperatorTestHarness<>(factory, InferenceEvent::key, Types.STRING);
     }
 
-    private static List<InferenceResult> results(KeyedOneInputStreamOperatorTestHarness<String, InferenceEvent, InferenceResult> h) {
+    private static List<InferenceResult> results(OneInputStreamOperatorTestHarness<InferenceEvent, InferenceResult> h) {
         List<InferenceResult> out = new ArrayList<>();
         for (Object o : h.getOutput()) {
             if (o instanceof StreamRecord<?> r) {
@@ -152,14 +193,14 @@ class LongContextInferenceOperatorTest {
         return out;
     }
 
-    private static List<RejectedEvent> rejected(KeyedOneInputStreamOperatorTestHarness<String, InferenceEvent, InferenceResult> h) {
+    private static List<RejectedEvent> rejected(OneInputStreamOperatorTestHarness<InferenceEvent, InferenceResult> h) {
         var side = h.getSideOutput(LongContextInferenceOperator.REJECTED);
         return side == null ? List.of() : side.stream().map(StreamRecord::getValue).collect(Collectors.toList());
     }
 
     /** Runs the harness's mails (result callbacks) on this, the mailbox thread, until {@code done}. */
     private static void runMailsUntil(
-            KeyedOneInputStreamOperatorTestHarness<String, InferenceEvent, InferenceResult> h, BooleanSupplier done)
+            OneInputStreamOperatorTestHarness<InferenceEvent, InferenceResult> h, BooleanSupplier done)
             throws Exception {
         TaskMailbox mailbox = h.getTaskMailbox();
         long deadline = System.nanoTime() + 60_000_000_000L;
@@ -191,7 +232,7 @@ class LongContextInferenceOperatorTest {
     void resultsOfTwoKeysEqualTheGeneratorReferenceInPerKeyOrder() throws Exception {
         List<InferenceEvent> events = twoKeysThreeEvents();
         List<InferenceResult> expected = reference(events, 512 - MAX_NEW, 4);
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings()))) {
+        try (var h = harness(factory(settings()))) {
             h.open();
             for (InferenceEvent e : events) {
                 h.processElement(e, e.eventTimeMillis());
@@ -216,7 +257,7 @@ class LongContextInferenceOperatorTest {
         List<InferenceEvent> events = new ArrayList<>(twoKeysThreeEvents());
         events.add(new InferenceEvent("c", "c1", "a third key", 7));
         List<InferenceResult> expected = reference(events, 512 - MAX_NEW, 4);
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings().withEngine(1, 1, 1)))) {
+        try (var h = harness(factory(settings().withEngine(1, 1, 1)))) {
             h.open();
             for (InferenceEvent e : events) {
                 h.processElement(e, e.eventTimeMillis());
@@ -233,7 +274,7 @@ class LongContextInferenceOperatorTest {
         Map<String, InferenceEvent> byId = events.stream().collect(Collectors.toMap(InferenceEvent::requestId, e -> e));
         List<InferenceResult> before;
         OperatorSubtaskState snapshot;
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings()))) {
+        try (var h = harness(factory(settings()))) {
             h.open();
             for (String id : List.of("a1", "b1", "a2")) {
                 h.processElement(byId.get(id), byId.get(id).eventTimeMillis());
@@ -244,7 +285,7 @@ class LongContextInferenceOperatorTest {
             before = results(h);
         }
         List<InferenceResult> after;
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings()))) {
+        try (var h = harness(factory(settings()))) {
             h.initializeState(snapshot);
             h.open(); // hands a2 and b2 to the engine again
             h.processElement(byId.get("a3"), 5);
@@ -264,7 +305,7 @@ class LongContextInferenceOperatorTest {
         String huge = "lorem ipsum dolor sit amet ".repeat(200);
         List<InferenceEvent> good = List.of(
                 new InferenceEvent("a", "a1", "hello world", 1), new InferenceEvent("a", "a2", "jumps over", 4));
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings()))) {
+        try (var h = harness(factory(settings()))) {
             h.open();
             h.processElement(good.get(0), 1);
             h.processElement(new InferenceEvent("a", "empty", "", 2), 2);
@@ -311,6 +352,11 @@ class LongContextInferenceOperatorTest {
         }
 
         @Override
+        public EngineStats stats() {
+            return delegate.stats();
+        }
+
+        @Override
         public void close() {
             delegate.close();
         }
@@ -321,7 +367,7 @@ class LongContextInferenceOperatorTest {
         List<InferenceEvent> good = List.of(
                 new InferenceEvent("a", "a1", "hello world", 1), new InferenceEvent("a", "a2", "jumps over", 3));
         EngineFactory failing = (forward, s) -> new FailingEngine(EngineFactory.continuousBatching().create(forward, s));
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings(), failing))) {
+        try (var h = harness(factory(settings(), failing))) {
             h.open();
             h.processElement(good.get(0), 1);
             h.processElement(new InferenceEvent("a", "fail-1", "this one fails", 2), 2);
@@ -348,7 +394,7 @@ class LongContextInferenceOperatorTest {
         assertTrue(expected.get(5).promptTokens() <= maxContext - MAX_NEW);
         int untrimmed = expected.stream().mapToInt(r -> r.generatedTokens() + 2).sum() + expected.get(5).promptTokens();
         assertTrue(untrimmed > maxContext, "the test must overflow the context: " + untrimmed);
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings().withContext(maxContext, sink)))) {
+        try (var h = harness(factory(settings().withContext(maxContext, sink)))) {
             h.open();
             for (InferenceEvent e : events) {
                 h.processElement(e, e.eventTimeMillis());
@@ -372,7 +418,7 @@ class LongContextInferenceOperatorTest {
         List<InferenceResult> expected = reference(events, 512 - MAX_NEW, 4);
         List<InferenceResult> all = new ArrayList<>();
         OperatorSubtaskState snapshot;
-        try (var h = new KeyedOneInputStreamOperatorTestHarness<>(new LongContextInferenceOperatorFactory(settings()),
+        try (var h = new KeyedOneInputStreamOperatorTestHarness<>(factory(settings()),
                 InferenceEvent::key, Types.STRING, maxParallelism, 1, 0)) {
             h.open();
             for (InferenceEvent e : events) {
@@ -385,7 +431,7 @@ class LongContextInferenceOperatorTest {
         for (int subtask = 0; subtask < 2; subtask++) {
             OperatorSubtaskState part =
                     AbstractStreamOperatorTestHarness.repartitionOperatorState(snapshot, maxParallelism, 1, 2, subtask);
-            try (var h = new KeyedOneInputStreamOperatorTestHarness<>(new LongContextInferenceOperatorFactory(settings()),
+            try (var h = new KeyedOneInputStreamOperatorTestHarness<>(factory(settings()),
                     InferenceEvent::key, Types.STRING, maxParallelism, 2, subtask)) {
                 h.initializeState(part);
                 h.open();
@@ -413,7 +459,7 @@ class LongContextInferenceOperatorTest {
     @Test
     void openRejectsAContextLongerThanTheModelsPositions() throws Exception {
         // the tiny model has 1024 positions
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings().withContext(4096, 4)))) {
+        try (var h = harness(factory(settings().withContext(4096, 4)))) {
             Exception e = assertThrows(Exception.class, h::open);
             String message = String.valueOf(e.getMessage()) + " " + (e.getCause() == null ? "" : e.getCause().getMessage());
             assertTrue(message.contains("max_position_embeddings 1024"), message);
@@ -422,7 +468,7 @@ class LongContextInferenceOperatorTest {
 
     @Test
     void watermarkWaitsForTheResultsOfEarlierEvents() throws Exception {
-        try (var h = harness(new LongContextInferenceOperatorFactory(settings()))) {
+        try (var h = harness(factory(settings()))) {
             h.open();
             h.processElement(new InferenceEvent("a", "a1", "hello world", 1), 1);
             h.processElement(new InferenceEvent("b", "b1", "the quick brown fox", 2), 2);
@@ -431,6 +477,308 @@ class LongContextInferenceOperatorTest {
             List<Object> out = new ArrayList<>(h.getOutput());
             assertEquals(4, out.size(), out.toString());
             assertEquals(new Watermark(3), out.get(3));
+        }
+    }
+
+    // ---- Arrow batching, metrics, KV budget, timeouts ----
+
+    /** A task metric group whose one operator group keeps every metric by name. */
+    static final class OneOperatorMetrics extends InterceptingTaskMetricGroup {
+        final InterceptingOperatorMetricGroup operator = new InterceptingOperatorMetricGroup();
+
+        @Override
+        public InternalOperatorMetricGroup getOrAddOperator(OperatorID id, String name, Map<String, String> info) {
+            return operator;
+        }
+
+        @Override
+        public InternalOperatorMetricGroup getOrAddOperator(String name) {
+            return operator;
+        }
+    }
+
+    /** A keyed harness (as KeyedOneInputStreamOperatorTestHarness sets one up) whose operator metrics can be read. */
+    static final class MetricHarness extends OneInputStreamOperatorTestHarness<InferenceEvent, InferenceResult> {
+        final InterceptingOperatorMetricGroup metrics;
+        final MockEnvironment environment;
+
+        MetricHarness(LongContextInferenceOperatorFactory factory) throws Exception {
+            this(factory, new OneOperatorMetrics());
+        }
+
+        private MetricHarness(LongContextInferenceOperatorFactory factory, OneOperatorMetrics group) throws Exception {
+            this(factory, group, new MockEnvironmentBuilder().setMetricGroup(group).setMaxParallelism(128).build());
+        }
+
+        private MetricHarness(LongContextInferenceOperatorFactory factory, OneOperatorMetrics group, MockEnvironment env)
+                throws Exception {
+            super(factory, env);
+            this.metrics = group.operator;
+            this.environment = env;
+            KeySelector<InferenceEvent, String> byKey = InferenceEvent::key;
+            config.setStatePartitioner(0, byKey);
+            config.setStateKeySerializer(Types.STRING.createSerializer(executionConfig.getSerializerConfig()));
+            config.serializeAllConfigs();
+        }
+
+        Metric metric(String name) {
+            Metric m = metrics.get(name);
+            assertTrue(m != null, "no metric " + name);
+            return m;
+        }
+
+        long count(String name) {
+            return ((org.apache.flink.metrics.Counter) metric(name)).getCount();
+        }
+
+        long gauge(String name) {
+            return ((Number) ((Gauge<?>) metric(name)).getValue()).longValue();
+        }
+
+        Histogram histogram(String name) {
+            return (Histogram) metric(name);
+        }
+
+        @Override
+        public void close() throws Exception {
+            try {
+                super.close();
+            } finally {
+                environment.close();
+            }
+        }
+    }
+
+    /** The payload bytes the batcher counts for one event: key, id and text bytes, 8, 4 per turn token. */
+    private static long payloadBytes(InferenceEvent e) {
+        ChatMl chat = new ChatMl(model.tokenizer());
+        String system = settings().systemPrompt();
+        int systemTokens = chat.encode(List.of(ChatMl.Message.system(system)), false).length;
+        int turn = chat.encode(List.of(ChatMl.Message.system(system), ChatMl.Message.user(e.text())), true).length - systemTokens;
+        return e.key().getBytes(java.nio.charset.StandardCharsets.UTF_8).length + e.requestId().length()
+                + e.text().getBytes(java.nio.charset.StandardCharsets.UTF_8).length + 8 + 4L * turn;
+    }
+
+    @Test
+    void stagedRequestsOfAllKeysGoToTheEngineInOneArrowBatchOnTheTimeBound() throws Exception {
+        List<InferenceEvent> events = List.of(
+                new InferenceEvent("a", "a1", "hello world", 1),
+                new InferenceEvent("b", "b1", "the quick brown fox", 2),
+                new InferenceEvent("a", "a2", "jumps over", 3));
+        try (var h = new MetricHarness(factory(settings().withBatch(8, 1 << 20, 50)))) {
+            h.open();
+            h.processElement(events.get(0), 1);
+            h.processElement(events.get(1), 2);
+            h.processElement(events.get(2), 3); // waits behind a1: not staged
+            assertEquals(2, h.gauge("bufferedRequests"));
+            assertEquals(2, h.gauge("queueLength"));
+            assertTrue(h.gauge("arrowBytes") > 0);
+            assertEquals(0, h.count("requests"), "nothing goes to the engine before a bound is reached");
+            h.setProcessingTime(49);
+            assertEquals(0, h.count("requests"));
+            h.setProcessingTime(50);
+            assertEquals(2, h.count("requests"));
+            assertEquals(0, h.gauge("bufferedRequests"));
+            assertEquals(1, h.count("batches"));
+            assertEquals(2, h.histogram("batchSize").getStatistics().getMax());
+            h.endInput(); // flushes a2's batch of one
+            assertEquals(byKey(reference(events, 512 - MAX_NEW, 4)), byKey(results(h)));
+            assertEquals(2, h.count("batches"));
+            assertEquals(1, h.histogram("batchSize").getStatistics().getMin());
+        }
+    }
+
+    @Test
+    void arrowBatchGoesToTheEngineOnTheByteBound() throws Exception {
+        InferenceEvent a1 = new InferenceEvent("a", "a1", "hello world", 1);
+        InferenceEvent b1 = new InferenceEvent("b", "b1", "the quick brown fox", 2);
+        long bytes = payloadBytes(a1) + payloadBytes(b1);
+        try (var h = new MetricHarness(factory(settings().withBatch(100, bytes, 60_000)))) {
+            h.open();
+            h.processElement(a1, 1);
+            assertEquals(0, h.count("requests"));
+            assertEquals(1, h.gauge("bufferedRequests"));
+            h.processElement(b1, 2); // now exactly at the byte bound
+            assertEquals(2, h.count("requests"));
+            assertEquals(0, h.gauge("bufferedRequests"));
+            h.endInput();
+            assertEquals(byKey(reference(List.of(a1, b1), 512 - MAX_NEW, 4)), byKey(results(h)));
+        }
+    }
+
+    @Test
+    void metricsCountRequestsTokensBatchesLatencyAndKvBytes() throws Exception {
+        List<InferenceEvent> events = twoKeysThreeEvents();
+        List<InferenceResult> expected = reference(events, 512 - MAX_NEW, 4);
+        try (var h = new MetricHarness(factory(settings().withBatch(2, 1 << 20, 60_000)))) {
+            h.open();
+            for (InferenceEvent e : events) {
+                h.processElement(e, e.eventTimeMillis());
+            }
+            h.endInput();
+            List<InferenceResult> actual = results(h);
+            assertEquals(byKey(expected), byKey(actual));
+            long tokensIn = expected.stream().mapToLong(InferenceResult::promptTokens).sum();
+            long tokensOut = expected.stream().mapToLong(InferenceResult::generatedTokens).sum();
+            assertEquals(6, h.count("requests"));
+            assertEquals(0, h.count("requestsRejected"));
+            assertEquals(tokensIn, h.count("tokensIn"));
+            assertEquals(tokensOut, h.count("tokensOut"));
+            Meter out = (Meter) h.metric("tokensOutPerSecond");
+            assertEquals(tokensOut, out.getCount());
+            ((View) out).update(); // what the metric registry does every few seconds
+            assertTrue(out.getRate() > 0, "rate " + out.getRate());
+            assertEquals(6, ((Meter) h.metric("requestsPerSecond")).getCount());
+            // batches: every request went through one; their sizes add up to the requests
+            Histogram batchSize = h.histogram("batchSize");
+            assertEquals(h.count("batches"), batchSize.getCount());
+            assertEquals(6, Math.round(batchSize.getStatistics().getMean() * batchSize.getCount()));
+            assertTrue(batchSize.getStatistics().getMax() <= 2);
+            // latency: one sample per result, the results' own values
+            Histogram latency = h.histogram("latencyMillis");
+            assertEquals(6, latency.getCount());
+            List<InferenceResult> raw = new ArrayList<>();
+            h.getOutput().forEach(o -> raw.add((InferenceResult) ((StreamRecord<?>) o).getValue()));
+            assertEquals(raw.stream().mapToLong(InferenceResult::latencyMillis).max().orElseThrow(),
+                    latency.getStatistics().getMax());
+            // drained: nothing queued; both keys' caches idle within the budget
+            assertEquals(0, h.gauge("queueLength"));
+            assertEquals(0, h.gauge("bufferedRequests"));
+            assertEquals(0, h.gauge("evictions"));
+            long idle = h.gauge("idleKvBytes");
+            assertTrue(idle > 0);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (h.gauge("kvBytesInUse") != idle && System.nanoTime() < deadline) {
+                Thread.sleep(1); // the engine updates it after its last step
+            }
+            assertEquals(idle, h.gauge("kvBytesInUse"));
+            // the second and third turns of each key reused the key's cache
+            assertTrue(h.gauge("reusedTokens") > 0);
+            assertEquals(tokensIn, h.gauge("reusedTokens") + h.gauge("prefilledTokens"));
+        }
+    }
+
+    @Test
+    void kvBudgetOfZeroEvictsEveryIdleCacheAndPrefillRebuildsThemWithTheSameResults() throws Exception {
+        List<InferenceEvent> events = twoKeysThreeEvents();
+        List<InferenceResult> expected = reference(events, 512 - MAX_NEW, 4);
+        try (var h = new MetricHarness(factory(settings().withKvBudgetBytes(0)))) {
+            h.open();
+            for (InferenceEvent e : events) {
+                h.processElement(e, e.eventTimeMillis());
+            }
+            h.endInput();
+            assertEquals(byKey(expected), byKey(results(h)));
+            assertEquals(6, h.gauge("evictions"), "each request's cache is dropped when it ends");
+            assertEquals(0, h.gauge("idleKvBytes"));
+            assertEquals(0, h.gauge("reusedTokens"));
+            assertEquals(h.count("tokensIn"), h.gauge("prefilledTokens"), "every prompt rebuilt by prefill");
+        }
+    }
+
+    @Test
+    void kvBudgetEvictsTheLeastRecentlyUsedIdleKey() throws Exception {
+        // a and b send the same text first: their caches are the same size
+        InferenceEvent a1 = new InferenceEvent("a", "a1", "same words", 1);
+        InferenceEvent b1 = new InferenceEvent("b", "b1", "same words", 2);
+        InferenceEvent b2 = new InferenceEvent("b", "b2", "b goes on", 3);
+        InferenceEvent a2 = new InferenceEvent("a", "a2", "a goes on", 4);
+        long oneCache;
+        try (var h = new MetricHarness(factory(settings()))) {
+            h.open();
+            h.processElement(a1, 1);
+            h.endInput();
+            oneCache = h.gauge("idleKvBytes");
+        }
+        try (var h = new MetricHarness(factory(settings().withKvBudgetBytes(2 * oneCache - 1)))) {
+            h.open();
+            h.processElement(a1, 1);
+            h.processElement(b1, 2);
+            h.processWatermark(new Watermark(2)); // both answered; a finished first
+            assertEquals(1, h.gauge("evictions"));
+            assertEquals(oneCache, h.gauge("idleKvBytes"));
+            assertEquals(0, h.gauge("reusedTokens"));
+            h.processElement(b2, 3);
+            h.processWatermark(new Watermark(3));
+            assertTrue(h.gauge("reusedTokens") > 0, "b, used last, kept its cache");
+            long reused = h.gauge("reusedTokens");
+            long prefilled = h.gauge("prefilledTokens");
+            h.processElement(a2, 4);
+            h.endInput();
+            InferenceResult a2Result = results(h).stream().filter(r -> r.requestId().equals("a2")).findFirst().orElseThrow();
+            assertEquals(reused, h.gauge("reusedTokens"), "a was evicted: nothing reused");
+            assertEquals(prefilled + a2Result.promptTokens(), h.gauge("prefilledTokens"), "a rebuilt by prefill");
+            assertEquals(byKey(reference(List.of(a1, b1, b2, a2), 512 - MAX_NEW, 4)), byKey(results(h)));
+        }
+    }
+
+    /** Holds requests whose id starts with "slow" until the test completes them; others run. */
+    static final class HoldingEngine implements InferenceEngine {
+        static final List<CompletableFuture<GenerationResult>> held = new java.util.concurrent.CopyOnWriteArrayList<>();
+        private final InferenceEngine delegate;
+
+        HoldingEngine(InferenceEngine delegate) {
+            this.delegate = delegate;
+        }
+
+        @Override
+        public CompletableFuture<GenerationResult> submit(GenerationRequest request) {
+            if (request.id().startsWith("slow")) {
+                CompletableFuture<GenerationResult> f = new CompletableFuture<>();
+                held.add(f);
+                return f;
+            }
+            return delegate.submit(request);
+        }
+
+        @Override
+        public boolean hasCapacity() {
+            return delegate.hasCapacity();
+        }
+
+        @Override
+        public int inFlight() {
+            return delegate.inFlight();
+        }
+
+        @Override
+        public int capacity() {
+            return delegate.capacity();
+        }
+
+        @Override
+        public void close() {
+            delegate.close();
+        }
+    }
+
+    @Test
+    void requestNotAnsweredWithinTheTimeoutGoesToTheSideOutputAndTheKeyMovesOn() throws Exception {
+        HoldingEngine.held.clear();
+        InferenceEvent slow = new InferenceEvent("a", "slow-1", "never answered in time", 1);
+        InferenceEvent next = new InferenceEvent("a", "a2", "jumps over", 2);
+        EngineFactory holding = (forward, s) -> new HoldingEngine(EngineFactory.continuousBatching().create(forward, s));
+        try (var h = new MetricHarness(factory(settings().withBatch(1, 1 << 20, 0).withRequestTimeoutMillis(100), holding))) {
+            h.open();
+            h.processElement(slow, 1);
+            h.processElement(next, 2);
+            assertEquals(1, h.count("requests"));
+            h.setProcessingTime(99);
+            assertEquals(List.of(), rejected(h));
+            h.setProcessingTime(100);
+            List<RejectedEvent> bad = rejected(h);
+            assertEquals(1, bad.size());
+            assertEquals("slow-1", bad.get(0).event().requestId());
+            assertTrue(bad.get(0).reason().contains("timed out") && bad.get(0).reason().contains("100 ms"), bad.get(0).reason());
+            assertEquals(1, h.count("requestsTimedOut"));
+            h.endInput();
+            // the key went on from its unchanged history
+            assertEquals(reference(List.of(next), 512 - MAX_NEW, 4), results(h));
+            // the late answer is dropped, and its Arrow batch closed (the allocator check after the test)
+            HoldingEngine.held.get(0).complete(new GenerationResult("slow-1", new int[] {1, 2}, null, 0, 0, 0));
+            assertEquals(1, h.gauge("openBatches"), "the engine may still read the slow request's prompt");
+            runMailsUntil(h, () -> h.gauge("openBatches") == 0);
+            assertEquals(1, results(h).size());
         }
     }
 }

@@ -1,0 +1,108 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.operators.inference;
+
+import io.flinkqwen.engine.tokenizer.ChatMl;
+import java.time.Duration;
+import org.apache.flink.annotation.PublicEvolving;
+import org.apache.flink.configuration.ConfigOption;
+import org.apache.flink.configuration.ConfigOptions;
+import org.apache.flink.configuration.MemorySize;
+import org.apache.flink.configuration.ReadableConfig;
+
+/**
+ * The long-context operator's settings as typed Flink options, for jobs configured from a
+ * {@code Configuration} (flink-conf, {@code -D} flags). {@link QwenInference#fromConfiguration}
+ * reads them into a builder; the builder validates. Defaults are {@link InferenceSettings#of}'s.
+ */
+@PublicEvolving
+public final class QwenInferenceOptions {
+
+    public static final ConfigOption<String> MODEL_PATH = ConfigOptions.key("qwen.model.path")
+            .stringType()
+            .noDefaultValue()
+            .withDescription("A .gguf file or a Hugging Face model folder; it must exist on every task manager.");
+
+    public static final ConfigOption<String> MODEL_NAME = ConfigOptions.key("qwen.model.name")
+            .stringType()
+            .noDefaultValue()
+            .withDescription("The model name every result carries; by default the model path's file name.");
+
+    public static final ConfigOption<String> SYSTEM_PROMPT = ConfigOptions.key("qwen.system-prompt")
+            .stringType()
+            .defaultValue(ChatMl.DEFAULT_SYSTEM_MESSAGE)
+            .withDescription("The ChatML system turn every key's history starts with (task 'generate').");
+
+    public static final ConfigOption<String> TRANSLATE_TO = ConfigOptions.key("qwen.task.translate-to")
+            .stringType()
+            .noDefaultValue()
+            .withDescription("If set, the task is translation into this language (an ISO 639-1 code, e.g. 'de'); "
+                    + "it replaces the system prompt.");
+
+    public static final ConfigOption<Integer> MAX_CONTEXT_TOKENS = ConfigOptions.key("qwen.context.max-tokens")
+            .intType()
+            .defaultValue(4096)
+            .withDescription("The most tokens a prompt plus its answer may take; at most the model's max_position_embeddings.");
+
+    public static final ConfigOption<Integer> SINK_TOKENS = ConfigOptions.key("qwen.context.sink-tokens")
+            .intType()
+            .defaultValue(4)
+            .withDescription("Tokens right after the system turn that trimming a full context keeps (attention sinks).");
+
+    public static final ConfigOption<Integer> MAX_NEW_TOKENS = ConfigOptions.key("qwen.max-new-tokens")
+            .intType()
+            .defaultValue(128)
+            .withDescription("The most tokens generated per event (greedy).");
+
+    public static final ConfigOption<Integer> MAX_SEQUENCES = ConfigOptions.key("qwen.engine.max-sequences")
+            .intType()
+            .defaultValue(4)
+            .withDescription("Sequences the engine advances together in one step.");
+
+    public static final ConfigOption<Integer> CAPACITY = ConfigOptions.key("qwen.engine.capacity")
+            .intType()
+            .defaultValue(16)
+            .withDescription("Requests in flight in the engine at most; beyond it the operator backpressures.");
+
+    public static final ConfigOption<Integer> THREADS = ConfigOptions.key("qwen.engine.threads")
+            .intType()
+            .defaultValue(1)
+            .withDescription("Kernel threads of each operator instance's engine.");
+
+    public static final ConfigOption<Integer> BATCH_MAX_ROWS = ConfigOptions.key("qwen.batch.max-rows")
+            .intType()
+            .defaultValue(4)
+            .withDescription("An Arrow micro-batch goes to the engine at this many requests.");
+
+    public static final ConfigOption<MemorySize> BATCH_MAX_BYTES = ConfigOptions.key("qwen.batch.max-bytes")
+            .memoryType()
+            .defaultValue(MemorySize.parse("1mb"))
+            .withDescription("... or at this much payload (text, key and id bytes, 8 per event time, 4 per token id).");
+
+    public static final ConfigOption<Duration> BATCH_MAX_DELAY = ConfigOptions.key("qwen.batch.max-delay")
+            .durationType()
+            .defaultValue(Duration.ofMillis(10))
+            .withDescription("... or this long after its first request, whichever comes first.");
+
+    public static final ConfigOption<MemorySize> KV_BUDGET = ConfigOptions.key("qwen.kv.budget")
+            .memoryType()
+            .defaultValue(MemorySize.ofMebiBytes(256))
+            .withDescription("KV-cache bytes idle keys may keep per operator instance; beyond it the least recently "
+                    + "used idle key's cache is dropped and rebuilt by prefill on its next event.");
+
+    public static final ConfigOption<Duration> REQUEST_TIMEOUT = ConfigOptions.key("qwen.request.timeout")
+            .durationType()
+            .defaultValue(Duration.ZERO)
+            .withDescription("A request not answered this long after its hand-over to the engine goes to the side "
+                    + "output; 0 means no timeout.");
+
+    private QwenInferenceOptions() {}
+
+    /** The options in {@code config}, validated: {@code QwenInference.fromConfiguration(config).build().settings()}. */
+    public static InferenceSettings toSettings(ReadableConfig config) {
+        return QwenInference.fromConfiguration(config).build().settings();
+    }
+}
