@@ -402,8 +402,9 @@ public final class MatMul {
 
     /**
      * {@code out[t][r] = W[r] . x[t]} for the rows {@code [rowStart, rowEnd)} and every token.
-     * The activations are transposed once per call into {@code xt[c][t]} (tokens padded with
-     * zeros to a multiple of the lane count), so a vector holds one column of {@code L} tokens.
+     * The activations are transposed once per call into tiles of 2L tokens, {@code
+     * xt[tile][c][2L]} (padded with zeros), so two vectors hold one column of a tile and a tile
+     * is read as one sequential stream.
      * Weight rows are decoded {@link #ROWS_PER_STEP} at a time; for each column, each row's
      * weight is broadcast and multiplied into two token vectors: 12 FMAs per 2 vector loads and
      * 6 broadcasts, and no horizontal sums. Each output is one FMA chain over the columns in
@@ -412,15 +413,24 @@ public final class MatMul {
     static void gemmRows(float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
         int rows = w.rows();
         int cols = w.cols();
-        int tp = (nTokens + L - 1) / L * L;
+        // tiles of 2L tokens, each stored column after column: xt[tile][c][2L], zero padded
+        int tw = 2 * L;
+        int tiles = (nTokens + tw - 1) / tw;
+        int tp = tiles * tw;
         float[] xt = scratch.floats2(tp * cols);
-        for (int c = 0; c < cols; c++) {
-            int o = c * tp;
-            for (int t = 0; t < nTokens; t++) {
-                xt[o + t] = x[t * cols + c];
-            }
-            for (int t = nTokens; t < tp; t++) {
-                xt[o + t] = 0f;
+        for (int tile = 0; tile < tiles; tile++) {
+            int base = tile * cols * tw;
+            for (int j = 0; j < tw; j++) {
+                int t = tile * tw + j;
+                if (t < nTokens) {
+                    for (int c = 0; c < cols; c++) {
+                        xt[base + c * tw + j] = x[t * cols + c];
+                    }
+                } else {
+                    for (int c = 0; c < cols; c++) {
+                        xt[base + c * tw + j] = 0f;
+                    }
+                }
             }
         }
         // ROWS_PER_STEP decoded rows, then 2L floats of spill for the results
@@ -435,29 +445,30 @@ public final class MatMul {
                     java.util.Arrays.fill(wr, i * cols, (i + 1) * cols, 0f);
                 }
             }
-            int t = 0;
-            for (; t + 2 * L <= tp; t += 2 * L) {
-                step6x2(out, rows, r0, nr, wr, xt, tp, cols, t, nTokens, spill);
-            }
-            if (t < tp) {
-                step6x1(out, rows, r0, nr, wr, xt, tp, cols, t, nTokens, spill);
+            for (int tile = 0; tile < tiles; tile++) {
+                step6x2(out, rows, r0, nr, wr, cols, xt, tile * cols * tw, tile * tw, nTokens, spill);
             }
         }
     }
 
+    /**
+     * Rows {@code r0 .. r0 + nr} (their {@code n} decoded columns at {@code wr[i * n]}) times
+     * the 2L tokens from {@code t} whose same columns start at {@code xt[xo]}, {@code 2L} floats
+     * per column.
+     */
     private static void step6x2(
-            float[] out, int rows, int r0, int nr, float[] wr, float[] xt, int tp, int cols, int t, int nTokens,
+            float[] out, int rows, int r0, int nr, float[] wr, int n, float[] xt, int xo, int t, int nTokens,
             int spill) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
         FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
-        int w1 = cols;
-        int w2 = 2 * cols;
-        int w3 = 3 * cols;
-        int w4 = 4 * cols;
-        int w5 = 5 * cols;
-        for (int c = 0; c < cols; c++) {
-            int o = c * tp + t;
+        int w1 = n;
+        int w2 = 2 * n;
+        int w3 = 3 * n;
+        int w4 = 4 * n;
+        int w5 = 5 * n;
+        for (int c = 0; c < n; c++) {
+            int o = xo + c * 2 * L;
             FloatVector xa = FloatVector.fromArray(F, xt, o);
             FloatVector xb = FloatVector.fromArray(F, xt, o + L);
             FloatVector v = FloatVector.broadcast(F, wr[c]);
@@ -479,41 +490,16 @@ public final class MatMul {
             a5 = v.fma(xa, a5);
             b5 = v.fma(xb, b5);
         }
-        int n = Math.min(2 * L, nTokens - t);
-        scatter(out, rows, r0, t, n, a0, b0, wr, spill);
-        if (nr > 1) scatter(out, rows, r0 + 1, t, n, a1, b1, wr, spill);
-        if (nr > 2) scatter(out, rows, r0 + 2, t, n, a2, b2, wr, spill);
-        if (nr > 3) scatter(out, rows, r0 + 3, t, n, a3, b3, wr, spill);
-        if (nr > 4) scatter(out, rows, r0 + 4, t, n, a4, b4, wr, spill);
-        if (nr > 5) scatter(out, rows, r0 + 5, t, n, a5, b5, wr, spill);
+        int m = Math.min(2 * L, nTokens - t);
+        scatter(out, rows, r0, t, m, a0, b0, wr, spill);
+        if (nr > 1) scatter(out, rows, r0 + 1, t, m, a1, b1, wr, spill);
+        if (nr > 2) scatter(out, rows, r0 + 2, t, m, a2, b2, wr, spill);
+        if (nr > 3) scatter(out, rows, r0 + 3, t, m, a3, b3, wr, spill);
+        if (nr > 4) scatter(out, rows, r0 + 4, t, m, a4, b4, wr, spill);
+        if (nr > 5) scatter(out, rows, r0 + 5, t, m, a5, b5, wr, spill);
     }
 
-    /** {@link #step6x2} for the last {@code L} tokens: the same FMA chain per output. */
-    private static void step6x1(
-            float[] out, int rows, int r0, int nr, float[] wr, float[] xt, int tp, int cols, int t, int nTokens,
-            int spill) {
-        FloatVector a0 = FloatVector.zero(F);
-        FloatVector a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-        for (int c = 0; c < cols; c++) {
-            FloatVector xa = FloatVector.fromArray(F, xt, c * tp + t);
-            a0 = FloatVector.broadcast(F, wr[c]).fma(xa, a0);
-            a1 = FloatVector.broadcast(F, wr[cols + c]).fma(xa, a1);
-            a2 = FloatVector.broadcast(F, wr[2 * cols + c]).fma(xa, a2);
-            a3 = FloatVector.broadcast(F, wr[3 * cols + c]).fma(xa, a3);
-            a4 = FloatVector.broadcast(F, wr[4 * cols + c]).fma(xa, a4);
-            a5 = FloatVector.broadcast(F, wr[5 * cols + c]).fma(xa, a5);
-        }
-        int n = Math.min(L, nTokens - t);
-        FloatVector zero = FloatVector.zero(F);
-        scatter(out, rows, r0, t, n, a0, zero, wr, spill);
-        if (nr > 1) scatter(out, rows, r0 + 1, t, n, a1, zero, wr, spill);
-        if (nr > 2) scatter(out, rows, r0 + 2, t, n, a2, zero, wr, spill);
-        if (nr > 3) scatter(out, rows, r0 + 3, t, n, a3, zero, wr, spill);
-        if (nr > 4) scatter(out, rows, r0 + 4, t, n, a4, zero, wr, spill);
-        if (nr > 5) scatter(out, rows, r0 + 5, t, n, a5, zero, wr, spill);
-    }
-
-    /** Row {@code r}'s results for tokens {@code t .. t + n) (lanes of a, then b) into out. */
+    /** Row {@code r}'s results for tokens {@code t .. t + n)} (lanes of a, then b) into out. */
     private static void scatter(float[] out, int rows, int r, int t, int n, FloatVector a, FloatVector b, float[] tmp, int at) {
         a.intoArray(tmp, at);
         b.intoArray(tmp, at + L);

@@ -188,6 +188,22 @@ class MatMulTest {
         assertEquals(type != DType.Q4_0, packed.isPacked(), type + " has a packed layout (Q4_0 stays mapped)");
     }
 
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void aLongPrefillOverWideRowsMatchesTheScalarTwin(DType type) {
+        // the FFN down projection's shape class: wide rows, several token tiles, a partial tile
+        int rows = 14;
+        int cols = 3200;
+        int nTokens = 40;
+        Random rnd = new Random(70 + type.ordinal());
+        WeightMatrix w = WeightMatrix.onHeap(type, rows, cols,
+                TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols));
+        float[] decoded = TestMatrices.decoded(w);
+        float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
+        check(w.packOnHeap(), decoded, x, nTokens, POOLS[2], type + " packed " + rows + "x" + cols);
+        check(w, decoded, x, nTokens, POOLS[1], type + " mapped " + rows + "x" + cols);
+    }
+
     @Test
     void f16DecodeHandlesSubnormalZeroAndExtremeHalvesWithSmallAndLargeActivations() {
         // the one-token F16 path dots shifted bits (value * 2^-112) with x * 2^56: check it where
