@@ -124,4 +124,15 @@ class TestModelGeneratorTest {
         assertEquals(-1, Files.mismatch(a, b));
         assertTrue(Files.mismatch(a, c) >= 0);
     }
+
+    @Test
+    void theMidSizeMoeBenchmarkShapeHasTheCountsItsJavadocStates() {
+        // counted by hand: embeddings and untied head 2 x 151936 x 1024; per layer attention
+        // 4 x 1024^2 + 3 x 1024 biases, two norms, router 60 x 1024, experts 60 x 3 x 704 x 1024,
+        // shared 3 x 2816 x 1024 and its 1024-wide gate; 16 layers; the final norm
+        var c = TestModelGenerator.moePreset("half-a2.7b");
+        assertEquals(2_593_948_672L, c.parameterCount());
+        assertEquals(656_180_224L, c.activeParameterCount());
+        assertEquals(c, TestModelGenerator.halfA27bConfig());
+    }
 }

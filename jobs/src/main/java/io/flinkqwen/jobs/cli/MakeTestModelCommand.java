@@ -25,7 +25,7 @@ final class MakeTestModelCommand implements Main.Command {
         return String.join(
                 "\n",
                 "usage: flink-qwen make-test-model --arch qwen2 --preset tiny|tiny-tied|0.5b|1.5b|7b|72b",
-                "       flink-qwen make-test-model --arch qwen2moe --preset tiny|tiny-mixed|a2.7b|57b-a14b",
+                "       flink-qwen make-test-model --arch qwen2moe --preset tiny|tiny-mixed|half-a2.7b|a2.7b|57b-a14b",
                 "         --dtype f32|f16|bf16|q8_0|q4_0 --format gguf|hf --seed N --out PATH",
                 "         [--shard-size BYTES]",
                 "",
