@@ -76,7 +76,7 @@ public final class LoadedModel implements AutoCloseable {
         long packed = mapped.weights.packedBytes();
         boolean pack;
         try {
-            pack = placement.packs(packed, WeightPlacement.freeHeapBytes());
+            pack = placement.packs(packed, WeightPlacement.freeHeapBytes(), Runtime.getRuntime().maxMemory());
         } catch (RuntimeException e) {
             mapped.close();
             throw e;

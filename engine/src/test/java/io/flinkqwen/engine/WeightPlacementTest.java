@@ -91,11 +91,14 @@ class WeightPlacementTest {
     @Test
     void placementRules() {
         long gib = 1L << 30;
-        assertTrue(WeightPlacement.AUTO.packs(gib, 2 * gib));
-        assertFalse(WeightPlacement.AUTO.packs(gib + 1, 2 * gib), "auto keeps half of the free heap for the rest");
-        assertFalse(WeightPlacement.MAPPED.packs(1, 100 * gib));
-        assertTrue(WeightPlacement.HEAP.packs(2 * gib, 2 * gib));
-        IllegalStateException e = assertThrows(IllegalStateException.class, () -> WeightPlacement.HEAP.packs(3 * gib, gib));
+        // auto spares a quarter of the maximum heap, at least 512 MiB
+        assertTrue(WeightPlacement.AUTO.packs(3 * gib, 5 * gib, 8 * gib));
+        assertFalse(WeightPlacement.AUTO.packs(3 * gib + 1, 5 * gib, 8 * gib), "2 GiB of an 8 GiB heap stay free");
+        assertTrue(WeightPlacement.AUTO.packs(gib / 2, gib, gib));
+        assertFalse(WeightPlacement.AUTO.packs(gib / 2 + 1, gib, gib), "512 MiB stay free");
+        assertFalse(WeightPlacement.MAPPED.packs(1, 100 * gib, 100 * gib));
+        assertTrue(WeightPlacement.HEAP.packs(2 * gib, 2 * gib, 2 * gib));
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> WeightPlacement.HEAP.packs(3 * gib, gib, gib));
         assertTrue(e.getMessage().contains("3.00 GiB") && e.getMessage().contains("-Xmx")
                 && e.getMessage().contains("flinkqwen.weights=mapped"), e.getMessage());
         assertEquals(WeightPlacement.HEAP, WeightPlacement.parse(" Heap "));

@@ -17,8 +17,9 @@ import java.util.Locale;
  *       have no packed layout yet and stay mapped.
  *   <li>{@link #MAPPED}: read from the memory-mapped file; no heap, slower (each row is copied
  *       out of the mapping per call, and Q8_0 blocks are read unaligned).
- *   <li>{@link #AUTO} (the default): {@code HEAP} when the packed matrices fit in at most half of
- *       the heap still free at load, else {@code MAPPED}.
+ *   <li>{@link #AUTO} (the default): {@code HEAP} when the packed matrices fit in the heap still
+ *       free at load with a quarter of the maximum heap (at least 512 MiB) to spare for
+ *       everything else (KV caches, activations, Flink), else {@code MAPPED}.
  * </ul>
  *
  * <p>The system property {@value #PROPERTY} ({@code auto}, {@code heap}, {@code mapped}) sets
@@ -47,13 +48,16 @@ public enum WeightPlacement {
         }
     }
 
+    /** Heap {@link #AUTO} leaves free beside the packed weights, at least. */
+    static final long MIN_SPARE_BYTES = 512L << 20;
+
     /**
      * Whether to pack {@code packedBytes} onto the heap, given {@code freeHeapBytes} of heap
-     * still available ({@code maxMemory - used}).
+     * still available ({@code maxMemory - used}) out of {@code maxHeapBytes}.
      *
      * @throws IllegalStateException for {@link #HEAP} when the packed weights cannot fit
      */
-    public boolean packs(long packedBytes, long freeHeapBytes) {
+    public boolean packs(long packedBytes, long freeHeapBytes, long maxHeapBytes) {
         switch (this) {
             case MAPPED:
                 return false;
@@ -66,7 +70,7 @@ public enum WeightPlacement {
                 }
                 return true;
             default:
-                return packedBytes <= freeHeapBytes / 2;
+                return packedBytes <= freeHeapBytes - Math.max(MIN_SPARE_BYTES, maxHeapBytes / 4);
         }
     }
 

@@ -119,6 +119,7 @@ final class BenchCommand implements Main.Command {
             o.put("format", model.format());
             o.put("weight_format", model.weights().weightFormat());
             o.put("weights_bytes", weightBytes);
+            o.put("weights_on_heap", model.weights().onHeap());
             try (KernelPool pool = new KernelPool(threads)) {
                 Qwen2Model forward = model.newForward(pool, CHUNK_TOKENS);
                 for (int r = 0; r < warmup + runs; r++) {
