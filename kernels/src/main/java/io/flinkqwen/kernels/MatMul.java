@@ -96,7 +96,38 @@ public final class MatMul {
             total += ws[i].rows();
         }
         ManyTask task = MANY_TASKS.get();
-        task.set(pool, outs, ws, x, nTokens);
+        task.set(pool, outs, ws, x, null, ws.length, nTokens);
+        try {
+            pool.parallelFor(total, task);
+        } finally {
+            task.clear();
+        }
+    }
+
+    /**
+     * {@code outs[i] = ws[i] xs[i]} for several matrices with inputs of their own (the down
+     * projections of a token's experts), in one hand-off to the pool, as {@link #matMulMany}
+     * does for a shared input. Each result is exactly what {@link #matMul} gives for that pair.
+     */
+    public static void matMulEach(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[][] xs, int nTokens) {
+        matMulEach(pool, outs, ws, xs, ws.length, nTokens);
+    }
+
+    /** {@link #matMulEach} for the first {@code count} matrices of the arrays only. */
+    public static void matMulEach(
+            KernelPool pool, float[][] outs, WeightMatrix[] ws, float[][] xs, int count, int nTokens) {
+        if (outs.length < count || ws.length < count || xs.length < count) {
+            throw new IllegalArgumentException(
+                    count + " products need as many outputs, matrices and inputs, got " + outs.length + ", "
+                            + ws.length + ", " + xs.length);
+        }
+        int total = 0;
+        for (int i = 0; i < count; i++) {
+            checkShapes(outs[i], ws[i], xs[i], nTokens);
+            total += ws[i].rows();
+        }
+        ManyTask task = MANY_TASKS.get();
+        task.set(pool, outs, ws, null, xs, count, nTokens);
         try {
             pool.parallelFor(total, task);
         } finally {
@@ -706,35 +737,42 @@ public final class MatMul {
         }
     }
 
-    /** The rows of several matrices as one range: {@code [start, end)} cut at matrix borders. */
+    /**
+     * The rows of the first {@code count} matrices as one range: {@code [start, end)} cut at
+     * matrix borders; every matrix reads {@code x}, or its own {@code xs[i]}.
+     */
     private static final class ManyTask implements KernelPool.RangeTask {
         private KernelPool pool;
         private float[][] outs;
         private WeightMatrix[] ws;
         private float[] x;
+        private float[][] xs;
+        private int count;
         private int nTokens;
 
-        void set(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, int nTokens) {
+        void set(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, float[][] xs, int count, int nTokens) {
             this.pool = pool;
             this.outs = outs;
             this.ws = ws;
             this.x = x;
+            this.xs = xs;
+            this.count = count;
             this.nTokens = nTokens;
         }
 
         void clear() {
-            set(null, null, null, null, 0);
+            set(null, null, null, null, null, 0, 0);
         }
 
         @Override
         public void run(int start, int end, int worker) {
             int base = 0;
-            for (int i = 0; i < ws.length && base < end; i++) {
+            for (int i = 0; i < count && base < end; i++) {
                 int rows = ws[i].rows();
                 int lo = Math.max(start, base);
                 int hi = Math.min(end, base + rows);
                 if (lo < hi) {
-                    matMulRows(outs[i], ws[i], x, nTokens, lo - base, hi - base, pool.scratch(worker));
+                    matMulRows(outs[i], ws[i], xs != null ? xs[i] : x, nTokens, lo - base, hi - base, pool.scratch(worker));
                 }
                 base += rows;
             }

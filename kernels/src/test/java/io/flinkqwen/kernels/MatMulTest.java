@@ -160,6 +160,41 @@ class MatMulTest {
 
     @ParameterizedTest
     @EnumSource(DType.class)
+    void matMulEachGivesEachMatrixTheBitsOfItsOwnMatMulWithItsOwnInput(DType type) {
+        // expert down projections: different heights and widths, an input each
+        Random rnd = new Random(45 + type.ordinal());
+        int[] heights = {19, 7, 12};
+        int[] widths = type.isQuantized() ? new int[] {64, 96, 32} : new int[] {48, 17, 33};
+        WeightMatrix[] ws = new WeightMatrix[heights.length];
+        for (int i = 0; i < ws.length; i++) {
+            ws[i] = WeightMatrix.onHeap(type, heights[i], widths[i],
+                    TestMatrices.encode(type, TestMatrices.weights(rnd, heights[i], widths[i]), heights[i], widths[i]));
+        }
+        for (int nTokens : new int[] {1, 3, 18}) {
+            float[][] xs = new float[ws.length][];
+            float[][] outs = new float[ws.length + 1][]; // one spare: count < length is allowed
+            for (int i = 0; i < ws.length; i++) {
+                xs[i] = Numerics.uniform(rnd, nTokens * widths[i], 1f);
+                outs[i] = new float[nTokens * heights[i]];
+            }
+            for (KernelPool pool : POOLS) {
+                MatMul.matMulEach(pool, outs, ws, xs, ws.length, nTokens);
+                for (int i = 0; i < ws.length; i++) {
+                    float[] expected = new float[nTokens * heights[i]];
+                    MatMul.matMul(pool, expected, ws[i], xs[i], nTokens);
+                    Numerics.assertSameBits(expected, 0, outs[i], 0, expected.length,
+                            type + " matrix " + i + " tokens " + nTokens + " threads " + pool.threads());
+                }
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMulEach(POOLS[0],
+                new float[][] {new float[heights[0]]}, ws, new float[][] {new float[widths[0]]}, 2, 1));
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMulEach(POOLS[0],
+                new float[][] {new float[heights[0]]}, ws, new float[][] {new float[widths[0] - 1]}, 1, 1));
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
     void matMulGivesTheSameBitsInEveryBufferLayout(DType type) {
         // Same arithmetic whatever the buffers: only addressing differs (chunks, direct, odd base,
         // heap arrays in the packed layout).
