@@ -31,9 +31,11 @@ import org.apache.flink.annotation.PublicEvolving;
  * @param batch when the Arrow micro-batch of staged requests goes to the engine: at {@code
  *     maxRows} requests, {@code maxBytes} of payload or {@code maxDelayMillis} after its first
  *     request, whichever comes first
- * @param kvBudgetBytes KV-cache bytes that idle keys may keep between their events in this
- *     operator instance; beyond it the least recently used idle key's cache is dropped (and
- *     rebuilt by prefill on its next event). Running requests' caches come on top.
+ * @param kvBudgetBytes KV-cache bytes of this operator instance's engine, running requests and
+ *     idle keys together. A request is admitted only with room for its full cache: idle keys'
+ *     caches are dropped for it least recently used first (rebuilt by prefill on the key's next
+ *     event), and when running requests leave too little room it waits in the engine's queue
+ *     (backpressure, never a drop). A request that alone exceeds the budget runs alone.
  * @param requestTimeoutMillis a request not answered this long after its hand-over to the
  *     engine goes to the side output; 0 means no timeout
  */
@@ -53,7 +55,7 @@ public record InferenceSettings(
         long requestTimeoutMillis)
         implements Serializable {
 
-    /** The default idle KV budget: 256 MiB. */
+    /** The default KV budget: 256 MiB. */
     public static final long DEFAULT_KV_BUDGET_BYTES = 256L << 20;
 
     public InferenceSettings {
@@ -79,8 +81,8 @@ public record InferenceSettings(
 
     /**
      * Defaults: the default ChatML system prompt, 4096 context, 4 sink tokens, 128 new tokens, 4
-     * sequences, capacity 16, 1 thread, batches of 4 requests / 1 MiB / 10 ms, 256 MiB idle KV
-     * budget, no timeout.
+     * sequences, capacity 16, 1 thread, batches of 4 requests / 1 MiB / 10 ms, 256 MiB KV budget,
+     * no timeout.
      */
     public static InferenceSettings of(Path modelPath) {
         return new InferenceSettings(modelPath.toString(), null, ChatMl.DEFAULT_SYSTEM_MESSAGE, 4096, 4, 128, 4, 16, 1,

@@ -90,13 +90,15 @@ import org.apache.flink.util.OutputTag;
  * answer (the staged Arrow batch needs no snapshot: its events are in {@code pending}), and
  * {@link #open()} stages the first of each key again after a restore. Greedy generation is
  * deterministic, so a restored run emits what an uninterrupted one would. The KV caches are not
- * state: the engine rebuilds them by prefill, as it does for keys evicted from its idle budget
- * ({@link InferenceSettings#kvBudgetBytes()}).
+ * state: the engine rebuilds them by prefill, as it does for keys evicted from its KV budget
+ * ({@link InferenceSettings#kvBudgetBytes()}, which bounds running and idle caches together:
+ * a request the budget cannot hold yet waits in the engine's queue).
  *
  * <p><b>Bad records</b> go to {@link #REJECTED} with a reason and the key moves on: empty text,
  * a turn that cannot fit the context, a request the engine failed, a request not answered
- * within {@link InferenceSettings#requestTimeoutMillis()} (a processing-time timer; the engine
- * finishes it in the background and its answer is dropped).
+ * within {@link InferenceSettings#requestTimeoutMillis()} (a processing-time timer; the
+ * operator {@linkplain InferenceEngine#cancel cancels} it in the engine, which frees its batch
+ * slot and KV cache before its next step).
  *
  * <p><b>Watermarks</b> are held until every event received before them is answered, so results
  * (stamped with their event's time) are never late. This drains the operator at each watermark.
@@ -172,6 +174,7 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         int row;
         long startNanos;
         ScheduledFuture<?> timeout;
+        GenerationRequest handedOver; // what the engine got, for cancel(); null while staged
 
         Request(String key, InferenceEvent event, int[] head) {
             this.key = key;
@@ -395,7 +398,8 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         tokensIn.inc(prompt.length());
         CompletableFuture<GenerationResult> future;
         try {
-            future = engine.submit(new GenerationRequest(event.requestId(), key, prompt, sampling));
+            request.handedOver = new GenerationRequest(event.requestId(), key, prompt, sampling);
+            future = engine.submit(request.handedOver);
         } catch (RuntimeException e) {
             active.remove(key);
             lease.open--;
@@ -505,8 +509,11 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
             reject(request.event, "request " + request.event.requestId() + " of key " + key + " timed out: no answer "
                     + settings.requestTimeoutMillis() + " ms after its hand-over to the engine (requestTimeout); "
                     + "the key's history is unchanged");
-            // the engine still runs it (and holds its batch) until it ends; the key's next
-            // request waits behind it in the engine, as requests of one session do
+            // the engine drops it before its next step and frees its slot and KV; its future then
+            // completes (cancelled) and onResult closes its Arrow batch share, not before, since
+            // the engine may read the prompt until then. The key's next request waits behind it
+            // in the engine, as requests of one session do.
+            engine.cancel(request.handedOver);
             startNext(key);
         } finally {
             if (previousKey != null) {

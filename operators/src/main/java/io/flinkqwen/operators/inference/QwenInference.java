@@ -182,7 +182,11 @@ public final class QwenInference {
             return this;
         }
 
-        /** KV-cache bytes idle keys may keep per operator instance (least recently used evicted first). */
+        /**
+         * KV-cache bytes per operator instance, running requests and idle keys together: idle
+         * keys' caches are evicted least recently used first, and a request without room waits
+         * in the engine's queue (backpressure). 0 runs one request at a time and keeps no idle cache.
+         */
         public Builder kvBudgetBytes(long bytes) {
             this.kvBudgetBytes = bytes;
             return this;
@@ -245,7 +249,7 @@ public final class QwenInference {
             require(batchDelay != null && !batchDelay.isNegative(), "batch maxDelay is " + batchDelay
                     + ": pass zero or a positive duration to batch(.., .., maxDelay) (option qwen.batch.max-delay)");
             require(kvBudgetBytes >= 0, "kvBudgetBytes is " + kvBudgetBytes
-                    + ": pass 0 (keep no idle cache) or more to kvBudgetBytes(bytes) (option qwen.kv.budget)");
+                    + ": pass 0 (one request at a time, no idle cache) or more to kvBudgetBytes(bytes) (option qwen.kv.budget)");
             require(requestTimeout != null && !requestTimeout.isNegative(), "requestTimeout is " + requestTimeout
                     + ": pass Duration.ZERO (no timeout) or a positive duration to requestTimeout(..)"
                     + " (option qwen.request.timeout)");

@@ -90,8 +90,9 @@ public final class QwenInferenceOptions {
     public static final ConfigOption<MemorySize> KV_BUDGET = ConfigOptions.key("qwen.kv.budget")
             .memoryType()
             .defaultValue(MemorySize.ofMebiBytes(256))
-            .withDescription("KV-cache bytes idle keys may keep per operator instance; beyond it the least recently "
-                    + "used idle key's cache is dropped and rebuilt by prefill on its next event.");
+            .withDescription("KV-cache bytes per operator instance, running requests and idle keys together. Idle "
+                    + "keys' caches are dropped least recently used first (rebuilt by prefill on the key's next "
+                    + "event); a request without room waits in the engine's queue (backpressure, never a drop).");
 
     public static final ConfigOption<Duration> REQUEST_TIMEOUT = ConfigOptions.key("qwen.request.timeout")
             .durationType()
