@@ -224,7 +224,8 @@ public final class QwenInference {
         public QwenInference build() {
             require(modelPath != null && !modelPath.isBlank(),
                     "no model: call model(path) with a .gguf file or a Hugging Face folder (option qwen.model.path)");
-            require(task != null, "no task: call task(Task.generate()) or task(Task.translate(\"de\"))");
+            require(task != null, "no task: call task(Task.generate()), task(Task.translate(\"de\")) or "
+                    + "task(Task.summarize(everyEvents, every, timeDomain))");
             require(maxContextTokens >= 2, "maxContextTokens is " + maxContextTokens
                     + ": pass at least 2 to contextPolicy(maxContextTokens, sinkTokens) (option qwen.context.max-tokens)");
             require(maxNewTokens >= 1, "maxNewTokens is " + maxNewTokens
@@ -259,7 +260,7 @@ public final class QwenInference {
             InferenceSettings settings = new InferenceSettings(modelPath, modelName, task.systemPrompt(), maxContextTokens,
                     sinkTokens, maxNewTokens, maxSequences, capacity, threads,
                     new ArrowRequestBatcher.Limits(batchRows, batchBytes, batchDelay.toMillis()), kvBudgetBytes,
-                    requestTimeout.toMillis());
+                    requestTimeout.toMillis(), task.summaries());
             return new QwenInference(this, settings);
         }
 
