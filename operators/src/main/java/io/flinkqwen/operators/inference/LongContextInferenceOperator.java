@@ -63,6 +63,15 @@ import org.apache.flink.util.OutputTag;
  * InferenceResult}. Create it with {@link QwenInference#builder()} or {@link
  * LongContextInferenceOperatorFactory}.
  *
+ * <p><b>Summaries.</b> With {@link InferenceSettings#summaries()} set ({@link Task#summarize})
+ * events are not answered one by one: they are kept in keyed state {@code collected} until a
+ * trigger (N events, or a Flink event- or processing-time timer at the end of a period, which
+ * the checkpoint holds) turns them into one pending request {@code <key>/summary-<n>}, whose
+ * user turn is the {@link Summaries} template over their texts, applied when it is staged (after
+ * the previous summary is in). From there a summary runs as an event does: on the key's history,
+ * one at a time per key, with the same side output, timeout and metrics. Keyed {@code
+ * summaryCount} and {@code lastSummary} number the summaries and fill {@value Summaries#SUMMARY}.
+ *
  * <p><b>Threads.</b> Everything here runs on the task's mailbox thread: the engine's futures
  * complete on the engine's scheduler thread, and their callbacks only enqueue a mail; the mail
  * sets the key, touches state and emits. Metric gauges read volatile copies.
@@ -86,7 +95,8 @@ import org.apache.flink.util.OutputTag;
  * operator yields to the mailbox (which runs result mails and so frees capacity); the task
  * reads no input meanwhile.
  *
- * <p><b>State.</b> Keyed {@code history} (int[]): the system turn plus every answered turn.
+ * <p><b>State.</b> Keyed {@code history} (int[]): the system turn plus every answered turn
+ * (for summaries: every summary turn and its answer).
  * Keyed {@code pending} (list): the key's events not answered yet, the one staged or in the
  * engine first. Both are keyed, not operator list state as in {@code AsyncWaitOperator}, so that
  * rescaling moves a key's waiting events with its history. The history changes only when a
@@ -104,8 +114,9 @@ import org.apache.flink.util.OutputTag;
  * operator {@linkplain InferenceEngine#cancel cancels} it in the engine, which frees its batch
  * slot and KV cache before its next step).
  *
- * <p><b>Watermarks</b> are held until every event received before them is answered, so results
- * (stamped with their event's time) are never late. This drains the operator at each watermark.
+ * <p><b>Watermarks</b> are held until every event received before them is answered, then until
+ * the summaries their event-time timers trigger are answered, so results (stamped with their
+ * event's time or their period's end) are never late. This drains the operator at each watermark.
  *
  * <p><b>Metrics</b> (operator group): counters {@code requests}, {@code requestsFailed}, {@code
  * requestsRejected}, {@code requestsTimedOut}, {@code tokensIn} (prompt tokens handed over),

@@ -63,9 +63,20 @@ public final class QwenInference {
         Builder b = builder();
         config.getOptional(QwenInferenceOptions.MODEL_PATH).ifPresent(b::model);
         config.getOptional(QwenInferenceOptions.MODEL_NAME).ifPresent(b::modelName);
-        b.task(config.getOptional(QwenInferenceOptions.TRANSLATE_TO).isPresent()
-                ? Task.translate(config.get(QwenInferenceOptions.TRANSLATE_TO))
-                : Task.generate(config.get(QwenInferenceOptions.SYSTEM_PROMPT)));
+        if (config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY_EVENTS).isPresent()
+                || config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY).isPresent()) {
+            Task summarize = Task.summarize(config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY_EVENTS).orElse(0),
+                            config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY).orElse(Duration.ZERO),
+                            config.get(QwenInferenceOptions.SUMMARIZE_TIME_DOMAIN))
+                    .withPromptTemplate(config.get(QwenInferenceOptions.SUMMARIZE_TEMPLATE));
+            b.task(config.getOptional(QwenInferenceOptions.SYSTEM_PROMPT)
+                    .map(summarize::withSystemPrompt)
+                    .orElse(summarize));
+        } else {
+            b.task(config.getOptional(QwenInferenceOptions.TRANSLATE_TO).isPresent()
+                    ? Task.translate(config.get(QwenInferenceOptions.TRANSLATE_TO))
+                    : Task.generate(config.get(QwenInferenceOptions.SYSTEM_PROMPT)));
+        }
         b.contextPolicy(config.get(QwenInferenceOptions.MAX_CONTEXT_TOKENS), config.get(QwenInferenceOptions.SINK_TOKENS));
         b.maxNewTokens(config.get(QwenInferenceOptions.MAX_NEW_TOKENS));
         b.engine(config.get(QwenInferenceOptions.MAX_SEQUENCES), config.get(QwenInferenceOptions.CAPACITY),

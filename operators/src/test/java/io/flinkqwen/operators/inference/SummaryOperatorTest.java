@@ -313,6 +313,13 @@ class SummaryOperatorTest {
         InferenceSettings s = QwenInference.builder().model(gguf).task(task).build().settings();
         assertEquals(task.summaries(), s.summaries());
         assertEquals(Summaries.DEFAULT_SYSTEM_PROMPT, s.systemPrompt());
+        // the same from Flink options
+        org.apache.flink.configuration.Configuration c = new org.apache.flink.configuration.Configuration();
+        c.set(QwenInferenceOptions.MODEL_PATH, gguf.toString());
+        c.set(QwenInferenceOptions.SUMMARIZE_EVERY_EVENTS, 5);
+        c.set(QwenInferenceOptions.SUMMARIZE_EVERY, Duration.ofMinutes(1));
+        c.set(QwenInferenceOptions.SUMMARIZE_TIME_DOMAIN, Summaries.TimeDomain.PROCESSING_TIME);
+        assertEquals(s, QwenInferenceOptions.toSettings(c));
         // one pass: an event that says {summary} is not replaced
         assertEquals("Summary so far: (none yet)\nNew lines:\nsays {summary}\nUpdate.",
                 new Summaries(1, 0, null, "Summary so far: {summary}\nNew lines:\n{events}\nUpdate.")
