@@ -58,6 +58,28 @@ public final class KvCache {
         length = newLength;
     }
 
+    /**
+     * Grows the arrays to hold {@code positions} positions (at most {@link #maxPositions()}) now,
+     * so that filling them later does not grow the cache: the engine reserves a request's KV
+     * bytes against its budget before the request runs.
+     */
+    public void ensureCapacity(int positions) {
+        int wanted = Math.min(positions, maxPositions);
+        if (wanted <= capacity) {
+            return;
+        }
+        for (int l = 0; l < layers; l++) {
+            keys[l] = Arrays.copyOf(keys[l], wanted * kvDim);
+            values[l] = Arrays.copyOf(values[l], wanted * kvDim);
+        }
+        capacity = wanted;
+    }
+
+    /** Bytes a cache of {@code positions} positions holds, for {@code layers} layers of {@code kvDim}. */
+    public static long bytesFor(int layers, int kvDim, int positions) {
+        return 2L * layers * positions * kvDim * Float.BYTES;
+    }
+
     /** Makes room for {@code extra} more positions, or fails naming the context limit. */
     void reserve(int extra) {
         long needed = (long) length + extra;
@@ -89,6 +111,6 @@ public final class KvCache {
 
     /** Bytes held by this cache. */
     public long sizeBytes() {
-        return 2L * layers * capacity * kvDim * Float.BYTES;
+        return bytesFor(layers, kvDim, capacity);
     }
 }

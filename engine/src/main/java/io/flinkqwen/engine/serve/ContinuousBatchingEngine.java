@@ -13,6 +13,7 @@ import io.flinkqwen.engine.model.Qwen2Model;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
+import java.util.IdentityHashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.LinkedList;
@@ -40,10 +41,23 @@ import java.util.concurrent.locks.ReentrantLock;
  * <p>Sessions: the KV cache of a request with a {@linkplain GenerationRequest#session() session}
  * stays with the session when the request ends, holding every token fed so far. The next request
  * of the session reuses the longest common prefix of that and its prompt and prefills only the
- * rest, so a stream of events appended to a key's history costs only the new tokens. Idle
- * sessions' caches are evicted least-recently-used first to keep the KV bytes of idle sessions
- * within {@code idleKvBudgetBytes}; an evicted session is rebuilt by prefill on its next request.
- * Results do not depend on what was cached: the same prompt gives the same ids either way.
+ * rest, so a stream of events appended to a key's history costs only the new tokens. An evicted
+ * session is rebuilt by prefill on its next request. Results do not depend on what was cached:
+ * the same prompt gives the same ids either way.
+ *
+ * <p>KV budget: {@code kvBudgetBytes} bounds the KV caches of running requests and idle sessions
+ * together. A request is admitted with its cache reserved at full size (prompt plus {@code
+ * maxNewTokens} positions, or its session's cache if that is larger), so a running cache never
+ * grows past its reservation. To admit the oldest queued request the engine first evicts idle
+ * sessions, least recently used first; if running requests still leave too little room, it and
+ * everything queued behind it wait (oldest first, no overtaking) until running requests end:
+ * backpressure through {@link #capacity()}, never a drop. One exception keeps the engine live:
+ * a request that alone exceeds the budget runs when nothing else runs. When a request ends its
+ * session's cache is kept only while running and idle caches stay within the budget.
+ *
+ * <p>Cancellation: {@link #cancel} takes a queued request out of the queue at once and a running
+ * one out of the batch before the next step, freeing its slot and its KV reservation; its future
+ * then completes with a {@link CancellationException}.
  *
  * <p>Results are deterministic per request: greedy and seeded sampling give the same ids
  * whatever else runs beside them, since every sequence has its own KV cache and sampler.
@@ -53,10 +67,15 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final Qwen2Model model;
     private final int maxSequences;
     private final int capacity;
-    private final long idleKvBudgetBytes;
+    private final long kvBudgetBytes;
+    private final int layers;
+    private final int kvDim;
+    private final int maxPositions;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition work = lock.newCondition();
     private final LinkedList<Sequence> queue = new LinkedList<>(); // guarded by lock
+    // every request in flight, by identity (ids are the caller's and need not be unique); guarded by lock
+    private final Map<GenerationRequest, Sequence> inFlightByRequest = new IdentityHashMap<>();
     private int inFlight; // guarded by lock
     private boolean closed; // guarded by lock
     private final Thread scheduler;
@@ -65,6 +84,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final LinkedHashMap<String, CachedContext> idleSessions = new LinkedHashMap<>(16, 0.75f, true);
     private final Set<String> busySessions = new HashSet<>();
     private long idleKvBytes;
+    private long runningReservedBytes; // the full-size caches of running requests
     private final List<Sequence> decoding = new ArrayList<>();
     private final KvCache[] batchCaches;
     private final int[] batchTokens;
@@ -79,7 +99,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private volatile long kvBytesInUse;
     private volatile long idleKvBytesNow;
 
-    /** Without sessions' caches kept beyond 256 MiB. */
+    /** With a KV budget of 256 MiB for running and idle caches together. */
     public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity) {
         this(model, maxSequences, capacity, 256L << 20);
     }
@@ -88,20 +108,24 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
      * @param model the forward pass; from now on used by the scheduler thread only
      * @param maxSequences sequences running in one step
      * @param capacity requests in flight at most (running + queued), {@code >= maxSequences}
-     * @param idleKvBudgetBytes KV-cache bytes that idle sessions may keep (0 keeps none)
+     * @param kvBudgetBytes KV-cache bytes of running requests and idle sessions together (0:
+     *     one request at a time, no idle cache kept)
      */
-    public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity, long idleKvBudgetBytes) {
+    public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity, long kvBudgetBytes) {
         if (maxSequences < 1 || capacity < maxSequences) {
             throw new IllegalArgumentException(
                     "need 1 <= maxSequences <= capacity, got " + maxSequences + " and " + capacity);
         }
-        if (idleKvBudgetBytes < 0) {
-            throw new IllegalArgumentException("idleKvBudgetBytes must be >= 0, got " + idleKvBudgetBytes);
+        if (kvBudgetBytes < 0) {
+            throw new IllegalArgumentException("kvBudgetBytes must be >= 0, got " + kvBudgetBytes);
         }
         this.model = model;
         this.maxSequences = maxSequences;
         this.capacity = capacity;
-        this.idleKvBudgetBytes = idleKvBudgetBytes;
+        this.kvBudgetBytes = kvBudgetBytes;
+        this.layers = model.config().numHiddenLayers();
+        this.kvDim = model.config().kvDim();
+        this.maxPositions = model.config().maxPositionEmbeddings();
         this.batchCaches = new KvCache[model.maxChunkTokens()];
         this.batchTokens = new int[model.maxChunkTokens()];
         this.prefillChunk = new int[model.maxChunkTokens()];
@@ -124,6 +148,9 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                         "the engine is full (" + capacity + " requests in flight); request " + request.id()
                                 + " not accepted: wait for hasCapacity()");
             }
+            if (inFlightByRequest.putIfAbsent(request, s) != null) {
+                throw new IllegalArgumentException("request " + request.id() + " (this very object) is already in flight");
+            }
             inFlight++;
             queue.add(s);
             work.signal();
@@ -131,6 +158,41 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             lock.unlock();
         }
         return s.future;
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>A queued request leaves the queue and its future completes (cancelled) before this
+     * returns. A running one is marked; the scheduler drops it before its next step (within one
+     * forward pass), hands its session the cache of what it fed so far, frees its slot and KV
+     * reservation, and only then completes its future, so its prompt is not read after that.
+     */
+    @Override
+    public boolean cancel(GenerationRequest request) {
+        Sequence queued = null;
+        lock.lock();
+        try {
+            Sequence s = inFlightByRequest.get(request);
+            if (s == null || s.cancelled) {
+                return false;
+            }
+            if (queue.remove(s)) {
+                inFlightByRequest.remove(request);
+                inFlight--;
+                queued = s;
+            } else {
+                s.cancelled = true;
+            }
+            work.signal();
+        } finally {
+            lock.unlock();
+        }
+        if (queued != null) {
+            queued.future.completeExceptionally(
+                    new CancellationException("request " + request.id() + " cancelled while queued"));
+        }
+        return true;
     }
 
     @Override
@@ -184,9 +246,9 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return new EngineStats(kvBytesInUse, idleKvBytesNow, evictions.get(), prefilledTokens.get(), reusedTokens.get());
     }
 
-    /** The bound on idle sessions' KV bytes given to the constructor. */
-    public long idleKvBudgetBytes() {
-        return idleKvBudgetBytes;
+    /** The bound on running and idle KV bytes given to the constructor. */
+    public long kvBudgetBytes() {
+        return kvBudgetBytes;
     }
 
     @Override
@@ -209,6 +271,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
 
     private void run() {
         List<Sequence> running = new ArrayList<>(maxSequences);
+        List<Sequence> dropped = new ArrayList<>();
         while (true) {
             lock.lock();
             try {
@@ -219,21 +282,34 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                     cancel(running);
                     cancel(queue);
                     queue.clear();
+                    inFlightByRequest.clear();
                     return;
                 }
-                // admit between steps, oldest first; a request whose session is running waits
-                for (Iterator<Sequence> it = queue.iterator(); it.hasNext() && running.size() < maxSequences; ) {
+                for (Iterator<Sequence> it = running.iterator(); it.hasNext(); ) {
                     Sequence s = it.next();
-                    String session = s.request.session();
-                    if (session != null && !busySessions.add(session)) {
-                        continue;
+                    if (s.cancelled) {
+                        it.remove();
+                        dropped.add(s);
                     }
-                    it.remove();
-                    s.admittedAt = System.nanoTime();
-                    running.add(s);
                 }
             } finally {
                 lock.unlock();
+            }
+            for (Sequence s : dropped) {
+                runningReservedBytes -= s.reservedBytes;
+                release(s);
+                s.failure = new CancellationException("request " + s.request.id() + " cancelled while running");
+                complete(s);
+            }
+            dropped.clear();
+            lock.lock();
+            try {
+                admit(running);
+            } finally {
+                lock.unlock();
+            }
+            if (running.isEmpty()) {
+                continue;
             }
             step(running);
             long bytes = idleKvBytes;
@@ -243,6 +319,48 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             kvBytesInUse = bytes;
             idleKvBytesNow = idleKvBytes;
         }
+    }
+
+    /**
+     * Admits queued requests between steps, oldest first, while there are free sequences and the
+     * KV budget allows; a request whose session is running waits (others may pass it), one the
+     * budget cannot hold yet stops admission (nothing passes it). Holds the lock.
+     */
+    private void admit(List<Sequence> running) {
+        for (Iterator<Sequence> it = queue.iterator(); it.hasNext() && running.size() < maxSequences; ) {
+            Sequence s = it.next();
+            String session = s.request.session();
+            if (session != null && busySessions.contains(session)) {
+                continue;
+            }
+            CachedContext own = session == null ? null : idleSessions.get(session);
+            int positions = (int) Math.min(maxPositions, (long) s.request.prompt().length() + s.request.params().maxNewTokens());
+            long need = KvCache.bytesFor(layers, kvDim, Math.max(positions, own == null ? 0 : own.cache.capacity()));
+            long ownBytes = own == null ? 0 : own.cache.sizeBytes();
+            // idle caches give way to running requests, least recently used first
+            for (Iterator<Map.Entry<String, CachedContext>> idle = idleSessions.entrySet().iterator();
+                    runningReservedBytes + idleKvBytes - ownBytes + need > kvBudgetBytes && idle.hasNext(); ) {
+                Map.Entry<String, CachedContext> e = idle.next();
+                if (e.getValue() == own) {
+                    continue;
+                }
+                idle.remove();
+                idleKvBytes -= e.getValue().cache.sizeBytes();
+                evictions.incrementAndGet();
+            }
+            if (runningReservedBytes + idleKvBytes - ownBytes + need > kvBudgetBytes && !running.isEmpty()) {
+                break; // waits for running requests to end: backpressure, not a drop
+            }
+            if (session != null) {
+                busySessions.add(session);
+            }
+            it.remove();
+            s.reservedBytes = need;
+            runningReservedBytes += need;
+            s.admittedAt = System.nanoTime();
+            running.add(s);
+        }
+        idleKvBytesNow = idleKvBytes;
     }
 
     /** Whether a queued request could start now (its session, if any, is not running). */
@@ -333,6 +451,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     /** The session gets its cache back before the caller hears of the result, so the caller's
      * next request of the session finds it. */
     private void retire(Sequence s) {
+        runningReservedBytes -= s.reservedBytes;
         release(s);
         complete(s);
     }
@@ -394,6 +513,8 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             // the last prompt token always runs: its logits start the generation
             reuse = Math.min(reuse, length - 1);
             cached.cache.truncate(reuse);
+            // the size admit() reserved: the cache does not grow while the request runs
+            cached.cache.ensureCapacity(length + p.maxNewTokens());
             s.cache = cached.cache;
             s.fed.addAll(cached.tokens, reuse);
         } else {
@@ -441,7 +562,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         idleSessions.put(session, new CachedContext(s.cache, tokens));
         idleKvBytes += s.cache.sizeBytes();
         for (Iterator<Map.Entry<String, CachedContext>> it = idleSessions.entrySet().iterator();
-                idleKvBytes > idleKvBudgetBytes && it.hasNext(); ) {
+                idleKvBytes + runningReservedBytes > kvBudgetBytes && it.hasNext(); ) {
             CachedContext evicted = it.next().getValue();
             it.remove();
             idleKvBytes -= evicted.cache.sizeBytes();
@@ -469,6 +590,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private void complete(Sequence s) {
         lock.lock();
         try {
+            inFlightByRequest.remove(s.request);
             inFlight--;
             work.signal();
         } finally {
@@ -476,6 +598,10 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         }
         Throwable failure = s.failure;
         StopReason reason = s.stopReason;
+        if (failure instanceof CancellationException) {
+            s.future.completeExceptionally(failure);
+            return;
+        }
         if (failure != null) {
             s.future.completeExceptionally(
                     new RequestFailedException("request " + s.request.id() + " failed: " + failure.getMessage(), failure));
@@ -519,6 +645,8 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         final int[] one = new int[1];
         final long submittedAt = System.nanoTime();
         long admittedAt;
+        long reservedBytes; // set at admission
+        boolean cancelled; // guarded by lock
         long prefillNanos;
         long decodeStart;
         int produced;

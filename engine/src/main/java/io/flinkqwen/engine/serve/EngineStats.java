@@ -10,8 +10,10 @@ package io.flinkqwen.engine.serve;
  * on its own (they need not be consistent with each other).
  *
  * @param kvBytesInUse bytes of KV cache held now: running sequences plus idle sessions
- * @param idleKvBytes the part of {@code kvBytesInUse} held by idle sessions (what the budget bounds)
- * @param evictions idle sessions whose cache was dropped to stay within the budget, so far
+ * @param idleKvBytes the part of {@code kvBytesInUse} held by idle sessions (the budget bounds the
+ *     whole of {@code kvBytesInUse})
+ * @param evictions idle sessions whose cache was dropped to stay within the budget (or to admit
+ *     a request), so far
  * @param prefilledTokens prompt tokens run through the model by prefill, so far
  * @param reusedTokens prompt tokens not prefilled because a session's cache held them, so far
  */

@@ -28,6 +28,23 @@ public interface InferenceEngine extends AutoCloseable {
      */
     CompletableFuture<GenerationResult> submit(GenerationRequest request);
 
+    /**
+     * Cancels {@code request}, the very object given to {@link #submit} (compared by identity:
+     * ids are the caller's and need not be unique). The request stops consuming steps, its slot
+     * and KV cache are freed, and its future completes exceptionally with a {@link
+     * java.util.concurrent.CancellationException} once the engine no longer reads its prompt
+     * (the {@link PromptTokens} contract still holds until then); it may still complete normally
+     * if it finished in the step under way. Cancelling the future itself
+     * does not reach the engine; call this.
+     *
+     * @return whether the request was in flight and is now being cancelled; false if it had
+     *     completed, was cancelled already, was never submitted, or the engine cannot cancel
+     *     (this default)
+     */
+    default boolean cancel(GenerationRequest request) {
+        return false;
+    }
+
     /** Whether one more {@link #submit} would be accepted now. */
     boolean hasCapacity();
 

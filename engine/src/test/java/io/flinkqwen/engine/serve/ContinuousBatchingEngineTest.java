@@ -266,4 +266,137 @@ class ContinuousBatchingEngineTest {
             assertTrue(a1.isDone());
         }
     }
+
+    @Test
+    void cancelledRunningRequestStopsConsumingStepsAndFreesItsSlotAndKv() throws Exception {
+        // one sequence per step, one slot: the long request holds both until cancelled
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 1, 1)) {
+            GenerationRequest longOne = new GenerationRequest("long", prompt(6), SamplingParams.greedy(100_000));
+            CompletableFuture<GenerationResult> future = engine.submit(longOne);
+            while (engine.steps() < 5) {
+                Thread.onSpinWait();
+            }
+            assertFalse(engine.hasCapacity());
+            assertTrue(engine.stats().kvBytesInUse() > 0);
+            assertTrue(engine.cancel(longOne));
+            CancellationException e = assertThrows(CancellationException.class, () -> future.get(10, TimeUnit.SECONDS));
+            assertTrue(e.getMessage().contains("request long"), e.getMessage());
+            // its slot is free at once, and no step runs for it any more
+            assertTrue(engine.hasCapacity());
+            assertEquals(0, engine.inFlight());
+            long steps = engine.steps();
+            Thread.sleep(200);
+            assertEquals(steps, engine.steps(), "steps ran after the cancellation");
+            assertTrue(steps < 100_000);
+            // its cache is gone (no session keeps it): the next step's count shows only the new one
+            GenerationResult next = engine.submit(new GenerationRequest("next", prompt(7), SamplingParams.greedy(3))).get(60, TimeUnit.SECONDS);
+            assertEquals(3, next.ids().length);
+            assertEquals(0, engine.stats().idleKvBytes());
+            assertFalse(engine.cancel(longOne), "already cancelled");
+        }
+    }
+
+    @Test
+    void cancelledQueuedRequestLeavesTheQueueAndNeverRuns() throws Exception {
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 1, 2)) {
+            GenerationRequest longOne = new GenerationRequest("long", prompt(6), SamplingParams.greedy(100_000));
+            CompletableFuture<GenerationResult> running = engine.submit(longOne);
+            GenerationRequest queued = new GenerationRequest("queued", "s", prompt(2), SamplingParams.greedy(3));
+            CompletableFuture<GenerationResult> waiting = engine.submit(queued);
+            while (engine.steps() < 3) {
+                Thread.onSpinWait(); // the long one is running, the other queued behind it
+            }
+            assertFalse(engine.hasCapacity());
+            assertTrue(engine.cancel(queued));
+            // completed before cancel returned
+            assertTrue(waiting.isCompletedExceptionally());
+            assertThrows(CancellationException.class, waiting::join);
+            assertTrue(engine.hasCapacity());
+            assertEquals(1, engine.inFlight());
+            assertFalse(running.isDone());
+            assertTrue(engine.cancel(longOne));
+            assertThrows(CancellationException.class, () -> running.get(10, TimeUnit.SECONDS));
+            assertEquals(prompt(6).length, engine.prefilledTokens(), "only the long request was prefilled");
+        }
+    }
+
+    @Test
+    void cancelledSessionRequestLeavesItsCacheToTheSessionAndTheNextRequestIsExact() throws Exception {
+        Generator fresh = new Generator(model.newForward(pool, 16));
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 1, 2)) {
+            int[] history = {11, 12, 13, 14, 15, 16};
+            GenerationRequest longOne = new GenerationRequest("long", "k", history, SamplingParams.greedy(100_000));
+            CompletableFuture<GenerationResult> future = engine.submit(longOne);
+            while (engine.steps() < 5) {
+                Thread.onSpinWait();
+            }
+            engine.cancel(longOne);
+            assertThrows(CancellationException.class, () -> future.get(10, TimeUnit.SECONDS));
+            int[] next = concat(history, new int[] {21, 22});
+            GenerationResult r = engine.submit(new GenerationRequest("next", "k", next, SamplingParams.greedy(4))).get(60, TimeUnit.SECONDS);
+            assertEquals(history.length, engine.reusedTokens(), "the history's cache was reused");
+            assertArrayEquals(fresh.generate(next, SamplingParams.greedy(4), null).ids(), r.ids());
+        }
+    }
+
+    /** KV bytes of a fresh request's cache: prompt plus new tokens, K and V, every layer, floats. */
+    private static long kvBytes(int promptLength, int maxNew) {
+        var c = model.config();
+        return 2L * c.numHiddenLayers() * (promptLength + maxNew) * c.kvDim() * Float.BYTES;
+    }
+
+    @Test
+    void kvBudgetBoundsRunningRequestsWhichWaitInTheQueueInsteadOfBeingDropped() throws Exception {
+        int maxNew = 40;
+        long one = kvBytes(prompt(0).length, maxNew); // prompt(0), prompt(4), prompt(8): same length
+        // room for two running caches, not three; four sequences per step otherwise
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 4, 4, 2 * one + one / 2)) {
+            List<CompletableFuture<GenerationResult>> futures = new ArrayList<>();
+            for (int i : new int[] {0, 4, 8}) {
+                futures.add(engine.submit(new GenerationRequest("r" + i, prompt(i), SamplingParams.greedy(maxNew))));
+            }
+            long peak = 0;
+            while (!futures.get(2).isDone()) {
+                peak = Math.max(peak, engine.stats().kvBytesInUse());
+                Thread.onSpinWait();
+            }
+            Generator fresh = new Generator(model.newForward(pool, 16));
+            int k = 0;
+            for (int i : new int[] {0, 4, 8}) {
+                assertArrayEquals(fresh.generate(prompt(i), SamplingParams.greedy(maxNew), null).ids(), futures.get(k++).get().ids());
+            }
+            assertTrue(peak <= 2 * one, "KV bytes in use " + peak + " exceeded two caches of " + one);
+            // the third waited for a running one to end
+            GenerationResult third = futures.get(2).get();
+            GenerationResult first = futures.get(0).get();
+            assertTrue(third.queuedNanos() >= first.prefillNanos() + first.decodeNanos() / 2,
+                    "the third request did not wait: queued " + third.queuedNanos());
+        }
+    }
+
+    @Test
+    void kvBudgetEvictsIdleSessionsToAdmitARunningRequest() throws Exception {
+        int maxNew = 4;
+        long one = kvBytes(prompt(0).length, maxNew);
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 2, 4, one + one / 2)) {
+            engine.submit(new GenerationRequest("a", "a", prompt(0), SamplingParams.greedy(maxNew))).get(60, TimeUnit.SECONDS);
+            assertEquals(one, engine.stats().idleKvBytes());
+            // b needs the room a's idle cache takes: a is evicted first, b runs
+            engine.submit(new GenerationRequest("b", "b", prompt(4), SamplingParams.greedy(maxNew))).get(60, TimeUnit.SECONDS);
+            assertEquals(1, engine.evictions());
+            assertEquals(one, engine.stats().idleKvBytes());
+        }
+    }
+
+    @Test
+    void requestLargerThanTheBudgetRunsAloneRatherThanNever() throws Exception {
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 2, 4, 0)) {
+            CompletableFuture<GenerationResult> a = engine.submit(new GenerationRequest("a", prompt(1), SamplingParams.greedy(30)));
+            CompletableFuture<GenerationResult> b = engine.submit(new GenerationRequest("b", prompt(2), SamplingParams.greedy(2)));
+            b.get(60, TimeUnit.SECONDS);
+            // b, although shorter, waited for a: they never ran together
+            assertTrue(a.isDone());
+            assertEquals(0, engine.stats().idleKvBytes());
+        }
+    }
 }

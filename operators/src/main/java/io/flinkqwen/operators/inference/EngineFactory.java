@@ -25,7 +25,7 @@ public interface EngineFactory extends Serializable {
      */
     InferenceEngine create(Qwen2Model forward, InferenceSettings settings);
 
-    /** A {@link ContinuousBatchingEngine} with the settings' sequences, capacity and idle KV budget. */
+    /** A {@link ContinuousBatchingEngine} with the settings' sequences, capacity and KV budget (running and idle). */
     static EngineFactory continuousBatching() {
         return (forward, s) -> new ContinuousBatchingEngine(forward, s.maxSequences(), s.capacity(), s.kvBudgetBytes());
     }

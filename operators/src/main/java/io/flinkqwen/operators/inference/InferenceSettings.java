@@ -31,11 +31,14 @@ import org.apache.flink.annotation.PublicEvolving;
  * @param batch when the Arrow micro-batch of staged requests goes to the engine: at {@code
  *     maxRows} requests, {@code maxBytes} of payload or {@code maxDelayMillis} after its first
  *     request, whichever comes first
- * @param kvBudgetBytes KV-cache bytes that idle keys may keep between their events in this
- *     operator instance; beyond it the least recently used idle key's cache is dropped (and
- *     rebuilt by prefill on its next event). Running requests' caches come on top.
+ * @param kvBudgetBytes KV-cache bytes of this operator instance's engine, running requests and
+ *     idle keys together. A request is admitted only with room for its full cache: idle keys'
+ *     caches are dropped for it least recently used first (rebuilt by prefill on the key's next
+ *     event), and when running requests leave too little room it waits in the engine's queue
+ *     (backpressure, never a drop). A request that alone exceeds the budget runs alone.
  * @param requestTimeoutMillis a request not answered this long after its hand-over to the
  *     engine goes to the side output; 0 means no timeout
+ * @param summaries when and how to summarize each key's events; null answers every event
  */
 @PublicEvolving
 public record InferenceSettings(
@@ -50,10 +53,30 @@ public record InferenceSettings(
         int threads,
         ArrowRequestBatcher.Limits batch,
         long kvBudgetBytes,
-        long requestTimeoutMillis)
+        long requestTimeoutMillis,
+        Summaries summaries)
         implements Serializable {
 
-    /** The default idle KV budget: 256 MiB. */
+    /** Settings that answer every event (no summaries). */
+    public InferenceSettings(String modelPath, String modelName, String systemPrompt, int maxContextTokens,
+            int sinkTokens, int maxNewTokens, int maxSequences, int capacity, int threads,
+            ArrowRequestBatcher.Limits batch, long kvBudgetBytes, long requestTimeoutMillis) {
+        this(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens, maxSequences, capacity,
+                threads, batch, kvBudgetBytes, requestTimeoutMillis, null);
+    }
+
+    /** The same settings, summarizing as {@code s} says (null: answer every event). */
+    public InferenceSettings withSummaries(Summaries s) {
+        return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, s);
+    }
+
+    /** The same settings with {@code task}'s system prompt and summaries. */
+    public InferenceSettings withTask(Task task) {
+        return withSystemPrompt(task.systemPrompt()).withSummaries(task.summaries());
+    }
+
+    /** The default KV budget: 256 MiB. */
     public static final long DEFAULT_KV_BUDGET_BYTES = 256L << 20;
 
     public InferenceSettings {
@@ -79,8 +102,8 @@ public record InferenceSettings(
 
     /**
      * Defaults: the default ChatML system prompt, 4096 context, 4 sink tokens, 128 new tokens, 4
-     * sequences, capacity 16, 1 thread, batches of 4 requests / 1 MiB / 10 ms, 256 MiB idle KV
-     * budget, no timeout.
+     * sequences, capacity 16, 1 thread, batches of 4 requests / 1 MiB / 10 ms, 256 MiB KV budget,
+     * no timeout.
      */
     public static InferenceSettings of(Path modelPath) {
         return new InferenceSettings(modelPath.toString(), null, ChatMl.DEFAULT_SYSTEM_MESSAGE, 4096, 4, 128, 4, 16, 1,
@@ -89,12 +112,12 @@ public record InferenceSettings(
 
     public InferenceSettings withContext(int newMaxContextTokens, int newSinkTokens) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, newMaxContextTokens, newSinkTokens,
-                maxNewTokens, maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
+                maxNewTokens, maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
     }
 
     public InferenceSettings withMaxNewTokens(int n) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, n,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
     }
 
     /** The engine's sequences per step, capacity and threads; batches of {@code maxSequences} rows. */
@@ -102,33 +125,33 @@ public record InferenceSettings(
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens,
                 maxNewTokens, newMaxSequences, newCapacity, newThreads,
                 new ArrowRequestBatcher.Limits(newMaxSequences, batch.maxBytes(), batch.maxDelayMillis()),
-                kvBudgetBytes, requestTimeoutMillis);
+                kvBudgetBytes, requestTimeoutMillis, summaries);
     }
 
     public InferenceSettings withSystemPrompt(String prompt) {
         return new InferenceSettings(modelPath, modelName, prompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
     }
 
     public InferenceSettings withModelName(String name) {
         return new InferenceSettings(modelPath, name, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
     }
 
     public InferenceSettings withBatch(int maxRows, long maxBytes, long maxDelayMillis) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
                 maxSequences, capacity, threads, new ArrowRequestBatcher.Limits(maxRows, maxBytes, maxDelayMillis),
-                kvBudgetBytes, requestTimeoutMillis);
+                kvBudgetBytes, requestTimeoutMillis, summaries);
     }
 
     public InferenceSettings withKvBudgetBytes(long bytes) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, bytes, requestTimeoutMillis);
+                maxSequences, capacity, threads, batch, bytes, requestTimeoutMillis, summaries);
     }
 
     public InferenceSettings withRequestTimeoutMillis(long millis) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, millis);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, millis, summaries);
     }
 
     /** The name results carry. */

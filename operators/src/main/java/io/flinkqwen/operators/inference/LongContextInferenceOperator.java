@@ -44,6 +44,10 @@ import org.apache.flink.metrics.MeterView;
 import org.apache.flink.metrics.MetricGroup;
 import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.runtime.state.VoidNamespace;
+import org.apache.flink.runtime.state.VoidNamespaceSerializer;
+import org.apache.flink.streaming.api.operators.InternalTimer;
+import org.apache.flink.streaming.api.operators.InternalTimerService;
+import org.apache.flink.streaming.api.operators.Triggerable;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
@@ -58,6 +62,15 @@ import org.apache.flink.util.OutputTag;
  * engine answer greedily, appends the answer to the history and emits an {@link
  * InferenceResult}. Create it with {@link QwenInference#builder()} or {@link
  * LongContextInferenceOperatorFactory}.
+ *
+ * <p><b>Summaries.</b> With {@link InferenceSettings#summaries()} set ({@link Task#summarize})
+ * events are not answered one by one: they are kept in keyed state {@code collected} until a
+ * trigger (N events, or a Flink event- or processing-time timer at the end of a period, which
+ * the checkpoint holds) turns them into one pending request {@code <key>/summary-<n>}, whose
+ * user turn is the {@link Summaries} template over their texts, applied when it is staged (after
+ * the previous summary is in). From there a summary runs as an event does: on the key's history,
+ * one at a time per key, with the same side output, timeout and metrics. Keyed {@code
+ * summaryCount} and {@code lastSummary} number the summaries and fill {@value Summaries#SUMMARY}.
  *
  * <p><b>Threads.</b> Everything here runs on the task's mailbox thread: the engine's futures
  * complete on the engine's scheduler thread, and their callbacks only enqueue a mail; the mail
@@ -82,7 +95,8 @@ import org.apache.flink.util.OutputTag;
  * operator yields to the mailbox (which runs result mails and so frees capacity); the task
  * reads no input meanwhile.
  *
- * <p><b>State.</b> Keyed {@code history} (int[]): the system turn plus every answered turn.
+ * <p><b>State.</b> Keyed {@code history} (int[]): the system turn plus every answered turn
+ * (for summaries: every summary turn and its answer).
  * Keyed {@code pending} (list): the key's events not answered yet, the one staged or in the
  * engine first. Both are keyed, not operator list state as in {@code AsyncWaitOperator}, so that
  * rescaling moves a key's waiting events with its history. The history changes only when a
@@ -90,16 +104,19 @@ import org.apache.flink.util.OutputTag;
  * answer (the staged Arrow batch needs no snapshot: its events are in {@code pending}), and
  * {@link #open()} stages the first of each key again after a restore. Greedy generation is
  * deterministic, so a restored run emits what an uninterrupted one would. The KV caches are not
- * state: the engine rebuilds them by prefill, as it does for keys evicted from its idle budget
- * ({@link InferenceSettings#kvBudgetBytes()}).
+ * state: the engine rebuilds them by prefill, as it does for keys evicted from its KV budget
+ * ({@link InferenceSettings#kvBudgetBytes()}, which bounds running and idle caches together:
+ * a request the budget cannot hold yet waits in the engine's queue).
  *
  * <p><b>Bad records</b> go to {@link #REJECTED} with a reason and the key moves on: empty text,
  * a turn that cannot fit the context, a request the engine failed, a request not answered
- * within {@link InferenceSettings#requestTimeoutMillis()} (a processing-time timer; the engine
- * finishes it in the background and its answer is dropped).
+ * within {@link InferenceSettings#requestTimeoutMillis()} (a processing-time timer; the
+ * operator {@linkplain InferenceEngine#cancel cancels} it in the engine, which frees its batch
+ * slot and KV cache before its next step).
  *
- * <p><b>Watermarks</b> are held until every event received before them is answered, so results
- * (stamped with their event's time) are never late. This drains the operator at each watermark.
+ * <p><b>Watermarks</b> are held until every event received before them is answered, then until
+ * the summaries their event-time timers trigger are answered, so results (stamped with their
+ * event's time or their period's end) are never late. This drains the operator at each watermark.
  *
  * <p><b>Metrics</b> (operator group): counters {@code requests}, {@code requestsFailed}, {@code
  * requestsRejected}, {@code requestsTimedOut}, {@code tokensIn} (prompt tokens handed over),
@@ -112,7 +129,8 @@ import org.apache.flink.util.OutputTag;
  */
 @PublicEvolving
 public final class LongContextInferenceOperator extends AbstractStreamOperator<InferenceResult>
-        implements OneInputStreamOperator<InferenceEvent, InferenceResult>, BoundedOneInput {
+        implements OneInputStreamOperator<InferenceEvent, InferenceResult>, BoundedOneInput,
+                Triggerable<Object, VoidNamespace> {
 
     private static final long serialVersionUID = 1L;
 
@@ -127,6 +145,11 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
 
     private transient ValueState<int[]> history;
     private transient ListState<InferenceEvent> pending;
+    // summaries only: events since the key's last summary, summaries triggered, the last answer
+    private transient ListState<InferenceEvent> collected;
+    private transient ValueState<Long> summaryCount;
+    private transient ValueState<String> lastSummary;
+    private transient InternalTimerService<VoidNamespace> summaryTimers;
 
     private transient LoadedModel model;
     private transient KernelPool pool;
@@ -172,6 +195,7 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         int row;
         long startNanos;
         ScheduledFuture<?> timeout;
+        GenerationRequest handedOver; // what the engine got, for cancel(); null while staged
 
         Request(String key, InferenceEvent event, int[] head) {
             this.key = key;
@@ -211,6 +235,10 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
                 .getState(new ValueStateDescriptor<>("history", IntPrimitiveArraySerializer.INSTANCE));
         pending = context.getKeyedStateStore()
                 .getListState(new ListStateDescriptor<>("pending", TypeInformation.of(InferenceEvent.class)));
+        collected = context.getKeyedStateStore()
+                .getListState(new ListStateDescriptor<>("collected", TypeInformation.of(InferenceEvent.class)));
+        summaryCount = context.getKeyedStateStore().getState(new ValueStateDescriptor<>("summaryCount", Long.class));
+        lastSummary = context.getKeyedStateStore().getState(new ValueStateDescriptor<>("lastSummary", String.class));
     }
 
     @Override
@@ -245,6 +273,10 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         batcher = new ArrowRequestBatcher(allocatorSource.parent(),
                 task.getTaskNameWithSubtasks() + "/" + getOperatorID(), Long.MAX_VALUE, settings.batch());
         registerMetrics(getMetricGroup());
+        if (settings.summaries() != null && settings.summaries().everyMillis() > 0) {
+            // Flink's timers: keyed, checkpointed with the operator, restored before open() runs
+            summaryTimers = getInternalTimerService("summary-triggers", VoidNamespaceSerializer.INSTANCE, this);
+        }
 
         // after a restore: stage the first waiting event of every key again
         List<String> keys;
@@ -293,7 +325,87 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
     public void processElement(StreamRecord<InferenceEvent> element) throws Exception {
         InferenceEvent event = element.getValue();
         String key = (String) getCurrentKey();
+        Summaries summaries = settings.summaries();
+        if (summaries != null) {
+            collect(key, event, summaries);
+            return;
+        }
         pending.add(event);
+        if (!active.containsKey(key)) {
+            startNext(key);
+        }
+    }
+
+    /** Summaries: keeps the event for the key's next summary; triggers it after N events. */
+    private void collect(String key, InferenceEvent event, Summaries summaries) throws Exception {
+        if (event.text() == null || event.text().isEmpty()) {
+            reject(event, "request " + event.requestId() + " of key " + key + ": the text is empty");
+            return;
+        }
+        int[] alone = userTurn(summaries.render(event.text(), lastSummary.value()));
+        if (!window.fits(alone.length)) {
+            reject(event, "request " + event.requestId() + " of key " + key + ": the event alone makes a summary turn of "
+                    + alone.length + " tokens; with the system turn (" + window.systemTokens() + ") it exceeds the "
+                    + window.maxPromptTokens() + " prompt tokens the context leaves (maxContextTokens "
+                    + settings.maxContextTokens() + " - maxNewTokens " + settings.maxNewTokens() + ")");
+            return;
+        }
+        collected.add(event);
+        if (summaries.everyMillis() > 0) {
+            if (summaries.timeDomain() == Summaries.TimeDomain.EVENT_TIME) {
+                summaryTimers.registerEventTimeTimer(VoidNamespace.INSTANCE, summaries.periodEnd(event.eventTimeMillis()));
+            } else {
+                summaryTimers.registerProcessingTimeTimer(VoidNamespace.INSTANCE,
+                        summaries.periodEnd(getProcessingTimeService().getCurrentProcessingTime()));
+            }
+        }
+        if (summaries.everyEvents() > 0) {
+            List<InferenceEvent> events = new ArrayList<>();
+            collected.get().forEach(events::add);
+            if (events.size() >= summaries.everyEvents()) {
+                summarize(key, events, event.eventTimeMillis());
+                collected.clear();
+            }
+        }
+    }
+
+    /** The end of an event-time period: summarize the key's events of this period and before. */
+    @Override
+    public void onEventTime(InternalTimer<Object, VoidNamespace> timer) throws Exception {
+        List<InferenceEvent> due = new ArrayList<>();
+        List<InferenceEvent> later = new ArrayList<>();
+        for (InferenceEvent e : collected.get()) {
+            (e.eventTimeMillis() <= timer.getTimestamp() ? due : later).add(e);
+        }
+        if (!due.isEmpty()) {
+            collected.update(later);
+            summarize((String) timer.getKey(), due, timer.getTimestamp());
+        }
+    }
+
+    /** The end of a processing-time period: summarize every event the key has collected. */
+    @Override
+    public void onProcessingTime(InternalTimer<Object, VoidNamespace> timer) throws Exception {
+        List<InferenceEvent> due = new ArrayList<>();
+        collected.get().forEach(due::add);
+        if (!due.isEmpty()) {
+            collected.clear();
+            long newest = due.stream().mapToLong(InferenceEvent::eventTimeMillis).max().orElseThrow();
+            summarize((String) timer.getKey(), due, newest);
+        }
+    }
+
+    /**
+     * Queues the key's next summary of {@code events} as one pending request (the current key is
+     * {@code key}). Its text is the events, one per line; the template is applied when it is
+     * staged, after the previous summary is in.
+     */
+    private void summarize(String key, List<InferenceEvent> events, long timestamp) throws Exception {
+        Long n = summaryCount.value();
+        long next = n == null ? 1 : n + 1;
+        summaryCount.update(next);
+        String lines = events.stream().map(InferenceEvent::text).collect(Collectors.joining("\n"));
+        pending.add(new InferenceEvent(key, key + "/summary-" + next, lines, timestamp));
         if (!active.containsKey(key)) {
             startNext(key);
         }
@@ -309,10 +421,13 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
             InferenceEvent event = waiting.get(0);
             String problem = null;
             int[] turn = null;
+            String text = settings.summaries() == null
+                    ? event.text()
+                    : settings.summaries().render(event.text(), lastSummary.value());
             if (event.text() == null || event.text().isEmpty()) {
                 problem = "request " + event.requestId() + " of key " + key + ": the text is empty";
             } else {
-                turn = userTurn(event.text());
+                turn = userTurn(text);
                 if (!window.fits(turn.length)) {
                     problem = "request " + event.requestId() + " of key " + key + ": the turn is " + turn.length
                             + " tokens; with the system turn (" + window.systemTokens() + ") it exceeds the "
@@ -327,18 +442,18 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
                 continue;
             }
             int[] h = history.value();
-            stage(key, new Request(key, event, window.head(h != null ? h : systemTurn, turn.length)), turn);
+            stage(key, new Request(key, event, window.head(h != null ? h : systemTurn, turn.length)), text, turn);
             return;
         }
     }
 
     /** Adds the request to the Arrow batch; flushes it when a bound is reached. */
-    private void stage(String key, Request request, int[] turn) throws Exception {
+    private void stage(String key, Request request, String text, int[] turn) throws Exception {
         InferenceEvent event = request.event;
         long now = getProcessingTimeService().getCurrentProcessingTime();
         active.put(key, request);
         staged.add(request);
-        boolean full = batcher.add(key, event.requestId(), event.text(), event.eventTimeMillis(), turn, now);
+        boolean full = batcher.add(key, event.requestId(), text, event.eventTimeMillis(), turn, now);
         updateGauges();
         if (full || batcher.isFlushDue(now)) {
             flush();
@@ -395,7 +510,8 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         tokensIn.inc(prompt.length());
         CompletableFuture<GenerationResult> future;
         try {
-            future = engine.submit(new GenerationRequest(event.requestId(), key, prompt, sampling));
+            request.handedOver = new GenerationRequest(event.requestId(), key, prompt, sampling);
+            future = engine.submit(request.handedOver);
         } catch (RuntimeException e) {
             active.remove(key);
             lease.open--;
@@ -472,11 +588,15 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
             System.arraycopy(ids, 0, next, head.length + turnLength, ids.length);
             System.arraycopy(answerEnd, 0, next, head.length + turnLength + ids.length, answerEnd.length);
             history.update(next);
+            String text = tokenizer.decode(ids);
+            if (settings.summaries() != null) {
+                lastSummary.update(text);
+            }
             long latency = (System.nanoTime() - request.startNanos) / 1_000_000L;
             tokensOut.inc(ids.length);
             latencyMillis.update(latency);
             output.collect(new StreamRecord<>(
-                    new InferenceResult(key, event.requestId(), tokenizer.decode(ids), head.length + turnLength,
+                    new InferenceResult(key, event.requestId(), text, head.length + turnLength,
                             ids.length, latency, modelName),
                     event.eventTimeMillis()));
         }
@@ -505,8 +625,11 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
             reject(request.event, "request " + request.event.requestId() + " of key " + key + " timed out: no answer "
                     + settings.requestTimeoutMillis() + " ms after its hand-over to the engine (requestTimeout); "
                     + "the key's history is unchanged");
-            // the engine still runs it (and holds its batch) until it ends; the key's next
-            // request waits behind it in the engine, as requests of one session do
+            // the engine drops it before its next step and frees its slot and KV; its future then
+            // completes (cancelled) and onResult closes its Arrow batch share, not before, since
+            // the engine may read the prompt until then. The key's next request waits behind it
+            // in the engine, as requests of one session do.
+            engine.cancel(request.handedOver);
             startNext(key);
         } finally {
             if (previousKey != null) {
@@ -565,10 +688,19 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         }
     }
 
+    /**
+     * Holds the watermark until the results of earlier events are out; then fires the event-time
+     * summary timers it passes and holds it again until those summaries are out, so that no
+     * result (stamped with its event's time or its period's end) is late.
+     */
     @Override
     public void processWatermark(Watermark mark) throws Exception {
         drain();
-        super.processWatermark(mark);
+        if (timeServiceManager != null) {
+            timeServiceManager.advanceWatermark(mark);
+        }
+        drain();
+        output.emitWatermark(mark);
     }
 
     @Override

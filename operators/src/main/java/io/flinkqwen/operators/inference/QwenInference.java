@@ -63,9 +63,20 @@ public final class QwenInference {
         Builder b = builder();
         config.getOptional(QwenInferenceOptions.MODEL_PATH).ifPresent(b::model);
         config.getOptional(QwenInferenceOptions.MODEL_NAME).ifPresent(b::modelName);
-        b.task(config.getOptional(QwenInferenceOptions.TRANSLATE_TO).isPresent()
-                ? Task.translate(config.get(QwenInferenceOptions.TRANSLATE_TO))
-                : Task.generate(config.get(QwenInferenceOptions.SYSTEM_PROMPT)));
+        if (config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY_EVENTS).isPresent()
+                || config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY).isPresent()) {
+            Task summarize = Task.summarize(config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY_EVENTS).orElse(0),
+                            config.getOptional(QwenInferenceOptions.SUMMARIZE_EVERY).orElse(Duration.ZERO),
+                            config.get(QwenInferenceOptions.SUMMARIZE_TIME_DOMAIN))
+                    .withPromptTemplate(config.get(QwenInferenceOptions.SUMMARIZE_TEMPLATE));
+            b.task(config.getOptional(QwenInferenceOptions.SYSTEM_PROMPT)
+                    .map(summarize::withSystemPrompt)
+                    .orElse(summarize));
+        } else {
+            b.task(config.getOptional(QwenInferenceOptions.TRANSLATE_TO).isPresent()
+                    ? Task.translate(config.get(QwenInferenceOptions.TRANSLATE_TO))
+                    : Task.generate(config.get(QwenInferenceOptions.SYSTEM_PROMPT)));
+        }
         b.contextPolicy(config.get(QwenInferenceOptions.MAX_CONTEXT_TOKENS), config.get(QwenInferenceOptions.SINK_TOKENS));
         b.maxNewTokens(config.get(QwenInferenceOptions.MAX_NEW_TOKENS));
         b.engine(config.get(QwenInferenceOptions.MAX_SEQUENCES), config.get(QwenInferenceOptions.CAPACITY),
@@ -182,7 +193,11 @@ public final class QwenInference {
             return this;
         }
 
-        /** KV-cache bytes idle keys may keep per operator instance (least recently used evicted first). */
+        /**
+         * KV-cache bytes per operator instance, running requests and idle keys together: idle
+         * keys' caches are evicted least recently used first, and a request without room waits
+         * in the engine's queue (backpressure). 0 runs one request at a time and keeps no idle cache.
+         */
         public Builder kvBudgetBytes(long bytes) {
             this.kvBudgetBytes = bytes;
             return this;
@@ -220,7 +235,8 @@ public final class QwenInference {
         public QwenInference build() {
             require(modelPath != null && !modelPath.isBlank(),
                     "no model: call model(path) with a .gguf file or a Hugging Face folder (option qwen.model.path)");
-            require(task != null, "no task: call task(Task.generate()) or task(Task.translate(\"de\"))");
+            require(task != null, "no task: call task(Task.generate()), task(Task.translate(\"de\")) or "
+                    + "task(Task.summarize(everyEvents, every, timeDomain))");
             require(maxContextTokens >= 2, "maxContextTokens is " + maxContextTokens
                     + ": pass at least 2 to contextPolicy(maxContextTokens, sinkTokens) (option qwen.context.max-tokens)");
             require(maxNewTokens >= 1, "maxNewTokens is " + maxNewTokens
@@ -245,7 +261,7 @@ public final class QwenInference {
             require(batchDelay != null && !batchDelay.isNegative(), "batch maxDelay is " + batchDelay
                     + ": pass zero or a positive duration to batch(.., .., maxDelay) (option qwen.batch.max-delay)");
             require(kvBudgetBytes >= 0, "kvBudgetBytes is " + kvBudgetBytes
-                    + ": pass 0 (keep no idle cache) or more to kvBudgetBytes(bytes) (option qwen.kv.budget)");
+                    + ": pass 0 (one request at a time, no idle cache) or more to kvBudgetBytes(bytes) (option qwen.kv.budget)");
             require(requestTimeout != null && !requestTimeout.isNegative(), "requestTimeout is " + requestTimeout
                     + ": pass Duration.ZERO (no timeout) or a positive duration to requestTimeout(..)"
                     + " (option qwen.request.timeout)");
@@ -255,7 +271,7 @@ public final class QwenInference {
             InferenceSettings settings = new InferenceSettings(modelPath, modelName, task.systemPrompt(), maxContextTokens,
                     sinkTokens, maxNewTokens, maxSequences, capacity, threads,
                     new ArrowRequestBatcher.Limits(batchRows, batchBytes, batchDelay.toMillis()), kvBudgetBytes,
-                    requestTimeout.toMillis());
+                    requestTimeout.toMillis(), task.summaries());
             return new QwenInference(this, settings);
         }
 

@@ -42,6 +42,30 @@ public final class QwenInferenceOptions {
             .withDescription("If set, the task is translation into this language (an ISO 639-1 code, e.g. 'de'); "
                     + "it replaces the system prompt.");
 
+    public static final ConfigOption<Integer> SUMMARIZE_EVERY_EVENTS = ConfigOptions.key("qwen.task.summarize.every-events")
+            .intType()
+            .noDefaultValue()
+            .withDescription("If this or qwen.task.summarize.every is set, the task is summaries: one per key after "
+                    + "this many new events (0: no count trigger).");
+
+    public static final ConfigOption<Duration> SUMMARIZE_EVERY = ConfigOptions.key("qwen.task.summarize.every")
+            .durationType()
+            .noDefaultValue()
+            .withDescription("A summary per key at the end of every period of this length that had events "
+                    + "(0: no time trigger).");
+
+    public static final ConfigOption<Summaries.TimeDomain> SUMMARIZE_TIME_DOMAIN =
+            ConfigOptions.key("qwen.task.summarize.time-domain")
+                    .enumType(Summaries.TimeDomain.class)
+                    .defaultValue(Summaries.TimeDomain.EVENT_TIME)
+                    .withDescription("The time qwen.task.summarize.every is measured in.");
+
+    public static final ConfigOption<String> SUMMARIZE_TEMPLATE = ConfigOptions.key("qwen.task.summarize.template")
+            .stringType()
+            .defaultValue(Summaries.DEFAULT_TEMPLATE)
+            .withDescription("The summary's user turn: {events} is replaced by the new events, one per line, "
+                    + "{summary} (optional) by the previous summary.");
+
     public static final ConfigOption<Integer> MAX_CONTEXT_TOKENS = ConfigOptions.key("qwen.context.max-tokens")
             .intType()
             .defaultValue(4096)
@@ -90,8 +114,9 @@ public final class QwenInferenceOptions {
     public static final ConfigOption<MemorySize> KV_BUDGET = ConfigOptions.key("qwen.kv.budget")
             .memoryType()
             .defaultValue(MemorySize.ofMebiBytes(256))
-            .withDescription("KV-cache bytes idle keys may keep per operator instance; beyond it the least recently "
-                    + "used idle key's cache is dropped and rebuilt by prefill on its next event.");
+            .withDescription("KV-cache bytes per operator instance, running requests and idle keys together. Idle "
+                    + "keys' caches are dropped least recently used first (rebuilt by prefill on the key's next "
+                    + "event); a request without room waits in the engine's queue (backpressure, never a drop).");
 
     public static final ConfigOption<Duration> REQUEST_TIMEOUT = ConfigOptions.key("qwen.request.timeout")
             .durationType()

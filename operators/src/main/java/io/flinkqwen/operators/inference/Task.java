@@ -12,8 +12,9 @@ import java.util.TreeMap;
 import org.apache.flink.annotation.PublicEvolving;
 
 /**
- * What the model does with each event: it decides the system turn. Every event is answered
- * (summaries every N events or T of time are not implemented yet).
+ * What the model does with a key's events: answer each one ({@link #generate}, {@link
+ * #translate}), or summarize them every N events or T of event or processing time ({@link
+ * #summarize}). The task decides the system turn every key's history starts with.
  */
 @PublicEvolving
 public final class Task implements Serializable {
@@ -33,10 +34,66 @@ public final class Task implements Serializable {
 
     private final String name;
     private final String systemPrompt;
+    private final Summaries summaries; // null: every event is answered
 
     private Task(String name, String systemPrompt) {
+        this(name, systemPrompt, null);
+    }
+
+    private Task(String name, String systemPrompt, Summaries summaries) {
         this.name = name;
         this.systemPrompt = systemPrompt;
+        this.summaries = summaries;
+    }
+
+    /**
+     * Summarize each key's events: a summary after {@code everyEvents} new events (0: never by
+     * count) and at the end of every period {@code every} (aligned to the epoch; zero: never by
+     * time) of {@code timeDomain} in which the key had events, whichever comes first. Each summary
+     * builds on the key's history, which holds its earlier summaries; results carry the request
+     * id {@code <key>/summary-<n>} and, as their timestamp, the period's end (event time), the
+     * last event's time (count trigger) or the newest event's time (processing time). Events
+     * that no trigger has covered when the input ends are not summarized (with event time the
+     * final watermark covers them). The default prompt is {@link Summaries#DEFAULT_TEMPLATE}
+     * under {@link Summaries#DEFAULT_SYSTEM_PROMPT}; change them with {@link
+     * #withPromptTemplate} and {@link #withSystemPrompt}.
+     *
+     * @throws IllegalArgumentException naming the fix if no trigger is set, a bound is negative,
+     *     or a period has no time domain
+     */
+    public static Task summarize(int everyEvents, java.time.Duration every, Summaries.TimeDomain timeDomain) {
+        if (every == null) {
+            throw new IllegalArgumentException(
+                    "the summary period is null: pass Duration.ZERO for no time trigger to Task.summarize(.., every, ..)");
+        }
+        return new Task("summarize", Summaries.DEFAULT_SYSTEM_PROMPT,
+                new Summaries(everyEvents, every.toMillis(), timeDomain, Summaries.DEFAULT_TEMPLATE));
+    }
+
+    /**
+     * This summary task with another user turn: {@code template} must contain {@value
+     * Summaries#EVENTS} and may contain {@value Summaries#SUMMARY} (see {@link Summaries}).
+     */
+    public Task withPromptTemplate(String template) {
+        if (summaries == null) {
+            throw new IllegalArgumentException("task " + name + " answers every event: a prompt template is for "
+                    + "Task.summarize(..) only");
+        }
+        return new Task(name, systemPrompt,
+                new Summaries(summaries.everyEvents(), summaries.everyMillis(), summaries.timeDomain(), template));
+    }
+
+    /** This task under another system prompt. */
+    public Task withSystemPrompt(String prompt) {
+        if (prompt == null || prompt.isBlank()) {
+            throw new IllegalArgumentException("the system prompt is empty: pass the assistant's instructions");
+        }
+        return new Task(name, prompt, summaries);
+    }
+
+    /** The summary triggers and prompt, or null if every event is answered. */
+    public Summaries summaries() {
+        return summaries;
     }
 
     /** Continue each key's conversation under {@code systemPrompt}. */

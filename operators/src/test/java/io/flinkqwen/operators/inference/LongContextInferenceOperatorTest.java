@@ -715,6 +715,10 @@ class LongContextInferenceOperatorTest {
     /** Holds requests whose id starts with "slow" until the test completes them; others run. */
     static final class HoldingEngine implements InferenceEngine {
         static final List<CompletableFuture<GenerationResult>> held = new java.util.concurrent.CopyOnWriteArrayList<>();
+        static final List<GenerationRequest> heldRequests = new java.util.concurrent.CopyOnWriteArrayList<>();
+        static final List<String> cancelled = new java.util.concurrent.CopyOnWriteArrayList<>();
+        /** Whether cancel() completes the held future as ContinuousBatchingEngine does (cancelled). */
+        static volatile boolean completeOnCancel;
         private final InferenceEngine delegate;
 
         HoldingEngine(InferenceEngine delegate) {
@@ -726,9 +730,24 @@ class LongContextInferenceOperatorTest {
             if (request.id().startsWith("slow")) {
                 CompletableFuture<GenerationResult> f = new CompletableFuture<>();
                 held.add(f);
+                heldRequests.add(request);
                 return f;
             }
             return delegate.submit(request);
+        }
+
+        /** Records the cancellation; the held future stays open until the test completes it. */
+        @Override
+        public boolean cancel(GenerationRequest request) {
+            int i = heldRequests.indexOf(request);
+            if (i >= 0 && heldRequests.get(i) == request) {
+                cancelled.add(request.id());
+                if (completeOnCancel) {
+                    held.get(i).completeExceptionally(new java.util.concurrent.CancellationException("cancelled " + request.id()));
+                }
+                return true;
+            }
+            return delegate.cancel(request);
         }
 
         @Override
@@ -755,6 +774,9 @@ class LongContextInferenceOperatorTest {
     @Test
     void requestNotAnsweredWithinTheTimeoutGoesToTheSideOutputAndTheKeyMovesOn() throws Exception {
         HoldingEngine.held.clear();
+        HoldingEngine.heldRequests.clear();
+        HoldingEngine.cancelled.clear();
+        HoldingEngine.completeOnCancel = false;
         InferenceEvent slow = new InferenceEvent("a", "slow-1", "never answered in time", 1);
         InferenceEvent next = new InferenceEvent("a", "a2", "jumps over", 2);
         EngineFactory holding = (forward, s) -> new HoldingEngine(EngineFactory.continuousBatching().create(forward, s));
@@ -771,6 +793,7 @@ class LongContextInferenceOperatorTest {
             assertEquals("slow-1", bad.get(0).event().requestId());
             assertTrue(bad.get(0).reason().contains("timed out") && bad.get(0).reason().contains("100 ms"), bad.get(0).reason());
             assertEquals(1, h.count("requestsTimedOut"));
+            assertEquals(List.of("slow-1"), HoldingEngine.cancelled, "the timed-out request was cancelled in the engine");
             h.endInput();
             // the key went on from its unchanged history
             assertEquals(reference(List.of(next), 512 - MAX_NEW, 4), results(h));
@@ -779,6 +802,33 @@ class LongContextInferenceOperatorTest {
             assertEquals(1, h.gauge("openBatches"), "the engine may still read the slow request's prompt");
             runMailsUntil(h, () -> h.gauge("openBatches") == 0);
             assertEquals(1, results(h).size());
+        }
+    }
+
+    @Test
+    void timedOutRequestIsCancelledInTheEngineAndItsCancellationClosesTheBatchWithoutFailing() throws Exception {
+        HoldingEngine.held.clear();
+        HoldingEngine.heldRequests.clear();
+        HoldingEngine.cancelled.clear();
+        HoldingEngine.completeOnCancel = true;
+        InferenceEvent slow = new InferenceEvent("a", "slow-1", "never answered in time", 1);
+        InferenceEvent next = new InferenceEvent("a", "a2", "jumps over", 2);
+        EngineFactory holding = (forward, s) -> new HoldingEngine(EngineFactory.continuousBatching().create(forward, s));
+        try (var h = new MetricHarness(factory(settings().withBatch(1, 1 << 20, 0).withRequestTimeoutMillis(100), holding))) {
+            h.open();
+            h.processElement(slow, 1);
+            h.processElement(next, 2);
+            h.setProcessingTime(100);
+            assertEquals(List.of("slow-1"), HoldingEngine.cancelled);
+            assertEquals(List.of("slow-1"), rejected(h).stream().map(r -> r.event().requestId()).toList());
+            // the cancellation comes back as a mail: the slow request's batch is closed, nothing fails
+            runMailsUntil(h, () -> h.gauge("openBatches") == 0 || results(h).size() == 1);
+            h.endInput();
+            runMailsUntil(h, () -> h.gauge("openBatches") == 0);
+            assertEquals(reference(List.of(next), 512 - MAX_NEW, 4), results(h));
+            assertEquals(0, h.count("requestsFailed"));
+        } finally {
+            HoldingEngine.completeOnCancel = false;
         }
     }
 }
