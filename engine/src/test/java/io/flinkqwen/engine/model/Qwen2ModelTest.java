@@ -71,8 +71,10 @@ class Qwen2ModelTest {
             c = oneByOne.forward(cache, IDS, i, 1);
         }
         assertEquals(IDS.length, cache.length());
-        assertArrayEquals(a, b, 1e-5f);
-        assertArrayEquals(a, c, 1e-5f);
+        // a 64-token chunk takes the GEMM kernel (one FMA chain per output), 3 tokens the row-pair
+        // kernel, one token the mat-vec (lane-split sums): the same sums in different orders
+        assertArrayEquals(a, b, 5e-5f);
+        assertArrayEquals(a, c, 5e-5f);
     }
 
     @Test
