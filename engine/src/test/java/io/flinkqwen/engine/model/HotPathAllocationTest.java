@@ -1,0 +1,164 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.engine.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.flinkqwen.engine.LoadedModel;
+import io.flinkqwen.engine.generate.Sampler;
+import io.flinkqwen.engine.testmodel.TestModelGenerator;
+import io.flinkqwen.kernels.DType;
+import io.flinkqwen.kernels.KernelPool;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Path;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * The per-token hot path allocates nothing once compiled (issue 3): decode steps of {@link
+ * Qwen2Model#forward} (one token) and {@link Qwen2Model#forwardBatch}, measured with HotSpot's
+ * per-thread allocation counters on the calling thread and on the kernel pool's workers.
+ *
+ * <p>Until C2 has compiled the kernels, the Vector API boxes its vectors (interpreter and C1),
+ * so an early window allocates whatever the code is; when that ends depends on the compiler
+ * threads, which share two cores with everything else here. So the test decodes windows of
+ * {@value #WINDOW_STEPS} steps until one allocates nothing on any thread, and fails if none does
+ * within {@value #DEADLINE_SECONDS} s. A real per-step allocation (a capturing lambda per layer,
+ * a copied logits row) is in every window and fails it.
+ *
+ * <p>KV caches and the attention scratch are sized before the windows: their growth (doubling,
+ * so amortised) is not the per-token path.
+ */
+class HotPathAllocationTest {
+
+    static final int WINDOW_STEPS = 50;
+    static final int DEADLINE_SECONDS = 60;
+    static final int BATCH = 4;
+    static final int[] PROMPT = {5, 9, 200, 31, 77, 12, 300, 4};
+    /** Positions decoded per sequence before its cache is truncated back to the prompt. */
+    static final int MAX_DECODED = 300;
+
+    @TempDir static Path dir;
+
+    @ParameterizedTest
+    @EnumSource(names = {"Q8_0", "F16", "F32"})
+    void decodeStepsAllocateNothingOnceCompiled(DType dtype) throws Exception {
+        Path gguf = dir.resolve("tiny-" + dtype + ".gguf");
+        new TestModelGenerator(TestModelGenerator.tinyConfig(), 5).write(TestModelGenerator.Format.GGUF, dtype, gguf, 0);
+        Set<Thread> before = Thread.getAllStackTraces().keySet();
+        try (LoadedModel model = LoadedModel.open(gguf);
+                KernelPool pool = new KernelPool(2)) {
+            Allocations alloc = new Allocations(before, "flinkqwen-kernel-");
+            Qwen2Model f = model.newForward(pool, 8);
+            int vocab = f.config().vocabSize();
+            int positions = PROMPT.length + MAX_DECODED;
+
+            // one sequence, a one-token forward per step
+            KvCache cache = f.newCache(positions);
+            int[] one = {Sampler.argmax(f.forward(cache, PROMPT, 0, PROMPT.length), vocab)};
+            long[] single =
+                    alloc.untilQuiet(() -> {
+                        if (cache.length() + WINDOW_STEPS > positions) {
+                            cache.truncate(PROMPT.length);
+                        }
+                        for (int s = 0; s < WINDOW_STEPS; s++) {
+                            one[0] = Sampler.argmax(f.forward(cache, one, 0, 1), vocab);
+                        }
+                    });
+            assertQuiet(dtype + " forward, 1 token", single);
+
+            // BATCH sequences, one forwardBatch per step
+            KvCache[] caches = new KvCache[BATCH];
+            int[] next = new int[BATCH];
+            for (int b = 0; b < BATCH; b++) {
+                caches[b] = f.newCache(positions);
+                int[] p = PROMPT.clone();
+                p[0] = 100 + b;
+                next[b] = Sampler.argmax(f.forward(caches[b], p, 0, p.length), vocab);
+            }
+            long[] batched =
+                    alloc.untilQuiet(() -> {
+                        if (caches[0].length() + WINDOW_STEPS > positions) {
+                            for (KvCache c : caches) {
+                                c.truncate(PROMPT.length);
+                            }
+                        }
+                        for (int s = 0; s < WINDOW_STEPS; s++) {
+                            float[] logits = f.forwardBatch(caches, next, BATCH);
+                            for (int b = 0; b < BATCH; b++) {
+                                next[b] = Sampler.argmax(logits, b * vocab, vocab);
+                            }
+                        }
+                    });
+            assertQuiet(dtype + " forwardBatch, " + BATCH + " sequences", batched);
+        }
+    }
+
+    static void assertQuiet(String what, long[] window) {
+        assertEquals(
+                0, window[0] + window[1],
+                what + ": the last window of " + WINDOW_STEPS + " steps allocated " + window[0]
+                        + " bytes on the calling thread and " + window[1] + " on the kernel workers (after "
+                        + window[2] + " windows)");
+    }
+
+    /**
+     * Bytes allocated by the calling thread and by some other threads over a piece of work,
+     * from HotSpot's per-thread counters ({@code com.sun.management.ThreadMXBean}).
+     */
+    static final class Allocations {
+        private final com.sun.management.ThreadMXBean mx =
+                (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        private final long self = Thread.currentThread().getId();
+        private final long[] others;
+
+        /** Watches the threads that exist now, were not in {@code before} and whose name starts with {@code prefix}. */
+        Allocations(Set<Thread> before, String prefix) {
+            assertTrue(mx.isThreadAllocatedMemorySupported() && mx.isThreadAllocatedMemoryEnabled());
+            Set<Long> ids = new HashSet<>();
+            for (Thread t : Thread.getAllStackTraces().keySet()) {
+                if (!before.contains(t) && t.getName().startsWith(prefix)) {
+                    ids.add(t.getId());
+                }
+            }
+            others = ids.stream().mapToLong(Long::longValue).toArray();
+            assertTrue(others.length > 0, "no new thread named " + prefix + "*");
+        }
+
+        /**
+         * Runs {@code window} until one run allocates nothing on any watched thread, or the
+         * deadline passes; returns {caller bytes, other threads' bytes, windows run} of the last.
+         */
+        long[] untilQuiet(Runnable window) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(DEADLINE_SECONDS);
+            long[] last;
+            long windows = 0;
+            do {
+                windows++;
+                long othersStart = sum(mx.getThreadAllocatedBytes(others));
+                long selfStart = mx.getThreadAllocatedBytes(self);
+                window.run();
+                long selfEnd = mx.getThreadAllocatedBytes(self);
+                long othersEnd = sum(mx.getThreadAllocatedBytes(others));
+                last = new long[] {selfEnd - selfStart, othersEnd - othersStart, windows};
+            } while (last[0] + last[1] != 0 && System.nanoTime() < deadline);
+            return last;
+        }
+
+        private static long sum(long[] v) {
+            long s = 0;
+            for (long x : v) {
+                s += x;
+            }
+            return s;
+        }
+    }
+}
