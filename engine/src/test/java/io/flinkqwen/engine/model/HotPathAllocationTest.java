@@ -10,14 +10,22 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.flinkqwen.engine.LoadedModel;
 import io.flinkqwen.engine.generate.Sampler;
+import io.flinkqwen.engine.generate.SamplingParams;
+import io.flinkqwen.engine.serve.ContinuousBatchingEngine;
+import io.flinkqwen.engine.serve.GenerationRequest;
+import io.flinkqwen.engine.serve.GenerationResult;
 import io.flinkqwen.engine.testmodel.TestModelGenerator;
 import io.flinkqwen.kernels.DType;
 import io.flinkqwen.kernels.KernelPool;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -56,7 +64,7 @@ class HotPathAllocationTest {
         Set<Thread> before = Thread.getAllStackTraces().keySet();
         try (LoadedModel model = LoadedModel.open(gguf);
                 KernelPool pool = new KernelPool(2)) {
-            Allocations alloc = new Allocations(before, "flinkqwen-kernel-");
+            Allocations alloc = Allocations.ofCurrentThreadAnd(newThreads(before, "flinkqwen-kernel-"));
             Qwen2Model f = model.newForward(pool, 8);
             int vocab = f.config().vocabSize();
             int positions = PROMPT.length + MAX_DECODED;
@@ -102,6 +110,60 @@ class HotPathAllocationTest {
         }
     }
 
+    /**
+     * The continuous-batching engine's decode step, on its scheduler thread: {@value #BATCH}
+     * sequences (greedy and seeded sampling) decode together; windows are {@value #WINDOW_STEPS}
+     * engine steps in which no request starts or ends.
+     */
+    @Test
+    void engineDecodeStepsAllocateNothingOnceCompiled() throws Exception {
+        Path gguf = dir.resolve("tiny-engine.gguf");
+        new TestModelGenerator(TestModelGenerator.tinyConfig(), 5).write(TestModelGenerator.Format.GGUF, DType.Q8_0, gguf, 0);
+        Set<Thread> before = Thread.getAllStackTraces().keySet();
+        try (LoadedModel model = LoadedModel.open(gguf);
+                KernelPool pool = new KernelPool(2)) {
+            Qwen2Model f = model.newForward(pool, 8);
+            int maxNew = f.config().maxPositionEmbeddings() - PROMPT.length;
+            try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(f, BATCH, BATCH)) {
+                long[] workers = newThreads(before, "flinkqwen-kernel-");
+                long[] scheduler = newThreads(before, "flinkqwen-engine-scheduler");
+                assertEquals(1, scheduler.length);
+                Allocations alloc = new Allocations(scheduler, workers);
+                List<CompletableFuture<GenerationResult>> running = new ArrayList<>();
+                long[] window =
+                        alloc.untilQuiet(() -> {
+                            running.removeIf(CompletableFuture::isDone);
+                            if (running.isEmpty()) {
+                                for (int b = 0; b < BATCH; b++) {
+                                    SamplingParams p = b % 2 == 0
+                                            ? SamplingParams.greedy(maxNew)
+                                            : new SamplingParams(0.9f, 20, 0.95f, 7 + b, maxNew, null);
+                                    running.add(engine.submit(new GenerationRequest("r" + b, PROMPT, p)));
+                                }
+                            }
+                            // a window: WINDOW_STEPS steps after the step that admitted them
+                            long from = engine.steps() + 1;
+                            awaitSteps(engine, from, running);
+                            awaitSteps(engine, from + WINDOW_STEPS, running);
+                        });
+                // (a window in which a request started or ended allocated: its result, its cache)
+                assertQuiet("engine decode step, " + BATCH + " sequences", window);
+            }
+        }
+    }
+
+    /** Waits until the engine has started step {@code steps}, or every request has ended. */
+    private static void awaitSteps(
+            ContinuousBatchingEngine engine, long steps, List<CompletableFuture<GenerationResult>> requests) {
+        while (engine.steps() < steps && !requests.stream().allMatch(CompletableFuture::isDone)) {
+            try {
+                Thread.sleep(1);
+            } catch (InterruptedException e) {
+                throw new AssertionError(e);
+            }
+        }
+    }
+
     static void assertQuiet(String what, long[] window) {
         assertEquals(
                 0, window[0] + window[1],
@@ -110,32 +172,43 @@ class HotPathAllocationTest {
                         + window[2] + " windows)");
     }
 
+    /** Threads that exist now, were not in {@code before} and whose name starts with {@code prefix}. */
+    static long[] newThreads(Set<Thread> before, String prefix) {
+        Set<Long> ids = new HashSet<>();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (!before.contains(t) && t.getName().startsWith(prefix)) {
+                ids.add(t.getId());
+            }
+        }
+        assertTrue(!ids.isEmpty(), "no new thread named " + prefix + "*");
+        return ids.stream().mapToLong(Long::longValue).toArray();
+    }
+
     /**
-     * Bytes allocated by the calling thread and by some other threads over a piece of work,
-     * from HotSpot's per-thread counters ({@code com.sun.management.ThreadMXBean}).
+     * Bytes allocated by two groups of threads (the thread that drives the model, the kernel
+     * workers) over a piece of work, from HotSpot's per-thread counters ({@code
+     * com.sun.management.ThreadMXBean}).
      */
     static final class Allocations {
         private final com.sun.management.ThreadMXBean mx =
                 (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        private final long self = Thread.currentThread().getId();
-        private final long[] others;
+        private final long[] callers;
+        private final long[] workers;
 
-        /** Watches the threads that exist now, were not in {@code before} and whose name starts with {@code prefix}. */
-        Allocations(Set<Thread> before, String prefix) {
+        Allocations(long[] callers, long[] workers) {
             assertTrue(mx.isThreadAllocatedMemorySupported() && mx.isThreadAllocatedMemoryEnabled());
-            Set<Long> ids = new HashSet<>();
-            for (Thread t : Thread.getAllStackTraces().keySet()) {
-                if (!before.contains(t) && t.getName().startsWith(prefix)) {
-                    ids.add(t.getId());
-                }
-            }
-            others = ids.stream().mapToLong(Long::longValue).toArray();
-            assertTrue(others.length > 0, "no new thread named " + prefix + "*");
+            this.callers = callers;
+            this.workers = workers;
+        }
+
+        /** The calling thread and the given workers. */
+        static Allocations ofCurrentThreadAnd(long[] workers) {
+            return new Allocations(new long[] {Thread.currentThread().getId()}, workers);
         }
 
         /**
          * Runs {@code window} until one run allocates nothing on any watched thread, or the
-         * deadline passes; returns {caller bytes, other threads' bytes, windows run} of the last.
+         * deadline passes; returns {caller bytes, worker bytes, windows run} of the last run.
          */
         long[] untilQuiet(Runnable window) {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(DEADLINE_SECONDS);
@@ -143,12 +216,13 @@ class HotPathAllocationTest {
             long windows = 0;
             do {
                 windows++;
-                long othersStart = sum(mx.getThreadAllocatedBytes(others));
-                long selfStart = mx.getThreadAllocatedBytes(self);
+                // the counters are read outside the window: reading them may allocate
+                long workersStart = sum(mx.getThreadAllocatedBytes(workers));
+                long callersStart = callers.length == 1 ? mx.getThreadAllocatedBytes(callers[0]) : 0;
                 window.run();
-                long selfEnd = mx.getThreadAllocatedBytes(self);
-                long othersEnd = sum(mx.getThreadAllocatedBytes(others));
-                last = new long[] {selfEnd - selfStart, othersEnd - othersStart, windows};
+                long callersEnd = callers.length == 1 ? mx.getThreadAllocatedBytes(callers[0]) : 0;
+                long workersEnd = sum(mx.getThreadAllocatedBytes(workers));
+                last = new long[] {callersEnd - callersStart, workersEnd - workersStart, windows};
             } while (last[0] + last[1] != 0 && System.nanoTime() < deadline);
             return last;
         }
