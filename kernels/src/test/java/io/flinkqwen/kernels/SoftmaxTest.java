@@ -99,4 +99,36 @@ class SoftmaxTest {
             Numerics.assertClose(1.0 / 37, p, 1e-9, 1e-6, "uniform");
         }
     }
+
+    @Test
+    void vectorExpMatchesMathExpOnNonPositiveInputs() {
+        // every 1/1024 from -90 to 0 (shifted by 3), unaligned, with a scalar tail
+        int n = 90 * 1024 + 1;
+        int off = 3;
+        float[] x = new float[off + n + 1];
+        for (int i = 0; i < n; i++) {
+            x[off + i] = 3f - i / 1024f;
+        }
+        x[off + 5] = Float.NEGATIVE_INFINITY;
+        float[] in = x.clone();
+        float sum = Softmax.expShiftedInPlace(x, off, n, 3f);
+        double worstUlps = 0;
+        double refSum = 0;
+        for (int i = 0; i < n; i++) {
+            float y = in[off + i] - 3f;
+            if (y < -87.33654f) {
+                assertEquals(0f, x[off + i], "exp(" + y + ") flushes to 0");
+                continue;
+            }
+            double ref = Math.exp(y);
+            refSum += ref;
+            worstUlps = Math.max(worstUlps, Math.abs(x[off + i] - ref) / Math.ulp((float) ref));
+        }
+        assertEquals(1f, x[off], "exp(0)");
+        assertEquals(0f, x[off + 5], "exp(-inf)");
+        assertEquals(in[0], x[0]);
+        assertEquals(in[off + n], x[off + n]);
+        org.junit.jupiter.api.Assertions.assertTrue(worstUlps <= 4, "worst error " + worstUlps + " ulp");
+        Numerics.assertClose(refSum, sum, 0, 1e-5, "sum");
+    }
 }

@@ -27,20 +27,28 @@ public final class Sampler {
 
     /** The next token after {@code logits[0, vocab)}; {@code logits} is not modified. */
     public int sample(float[] logits, int vocab) {
+        return sample(logits, 0, vocab);
+    }
+
+    /**
+     * The next token (an id in {@code [0, vocab)}) after {@code logits[off, off + vocab)}, e.g. one
+     * row of a batch's logits, without copying it; {@code logits} is not modified.
+     */
+    public int sample(float[] logits, int off, int vocab) {
         if (params.isGreedy()) {
-            return argmax(logits, vocab);
+            return argmax(logits, off, vocab);
         }
         if (candidates.length < vocab) {
             candidates = new int[vocab];
             probs = new float[vocab];
         }
-        int n = params.topK() > 0 ? topK(logits, vocab, Math.min(params.topK(), vocab)) : sortAll(logits, vocab);
+        int n = params.topK() > 0 ? topK(logits, off, vocab, Math.min(params.topK(), vocab)) : topK(logits, off, vocab, vocab);
         // candidates[0, n) are sorted by logit, highest first; softmax at the temperature
         float inv = 1f / params.temperature();
-        float max = logits[candidates[0]];
+        float max = logits[off + candidates[0]];
         double sum = 0;
         for (int i = 0; i < n; i++) {
-            float p = (float) Math.exp((logits[candidates[i]] - max) * inv);
+            float p = (float) Math.exp((logits[off + candidates[i]] - max) * inv);
             probs[i] = p;
             sum += p;
         }
@@ -83,7 +91,7 @@ public final class Sampler {
             candidates = new int[vocab];
             probs = new float[vocab];
         }
-        int n = topK(logits, vocab, Math.min(params.topK(), vocab));
+        int n = topK(logits, 0, vocab, Math.min(params.topK(), vocab));
         return java.util.Arrays.copyOf(candidates, n);
     }
 
@@ -108,16 +116,16 @@ public final class Sampler {
         return best;
     }
 
-    /** The k best ids into candidates[0, k), best first, via a min-heap of size k. */
-    private int topK(float[] logits, int vocab, int k) {
+    /** The k best ids of logits[off, off + vocab) into candidates[0, k), best first, via a min-heap of size k. */
+    private int topK(float[] logits, int off, int vocab, int k) {
         int size = 0;
         for (int i = 0; i < vocab; i++) {
             if (size < k) {
                 candidates[size] = i;
-                siftUp(logits, size++);
-            } else if (better(logits, i, candidates[0])) {
+                siftUp(logits, off, size++);
+            } else if (better(logits, off, i, candidates[0])) {
                 candidates[0] = i;
-                siftDown(logits, 0, size);
+                siftDown(logits, off, 0, size);
             }
         }
         // heap sort in place: repeatedly move the worst to the end, giving best-first order
@@ -125,25 +133,21 @@ public final class Sampler {
             int tmp = candidates[0];
             candidates[0] = candidates[end];
             candidates[end] = tmp;
-            siftDown(logits, 0, end);
+            siftDown(logits, off, 0, end);
         }
         return size;
     }
 
-    private int sortAll(float[] logits, int vocab) {
-        return topK(logits, vocab, vocab);
-    }
-
     /** a ranks above b: larger logit, or equal logit and lower id. */
-    private static boolean better(float[] logits, int a, int b) {
-        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    private static boolean better(float[] logits, int off, int a, int b) {
+        return logits[off + a] > logits[off + b] || (logits[off + a] == logits[off + b] && a < b);
     }
 
     // min-heap on "better": the root is the worst kept candidate
-    private void siftUp(float[] logits, int i) {
+    private void siftUp(float[] logits, int off, int i) {
         while (i > 0) {
             int parent = (i - 1) >>> 1;
-            if (better(logits, candidates[parent], candidates[i])) {
+            if (better(logits, off, candidates[parent], candidates[i])) {
                 swap(parent, i);
                 i = parent;
             } else {
@@ -152,7 +156,7 @@ public final class Sampler {
         }
     }
 
-    private void siftDown(float[] logits, int i, int size) {
+    private void siftDown(float[] logits, int off, int i, int size) {
         while (true) {
             int l = 2 * i + 1;
             if (l >= size) {
@@ -160,10 +164,10 @@ public final class Sampler {
             }
             int worst = l;
             int r = l + 1;
-            if (r < size && better(logits, candidates[l], candidates[r])) {
+            if (r < size && better(logits, off, candidates[l], candidates[r])) {
                 worst = r;
             }
-            if (better(logits, candidates[i], candidates[worst])) {
+            if (better(logits, off, candidates[i], candidates[worst])) {
                 swap(i, worst);
                 i = worst;
             } else {

@@ -57,6 +57,7 @@ public final class Qwen2Model {
     private final float[] logits; // (vocab), last token
     private float[] batchLogits = new float[0]; // (sequences, vocab), forwardBatch
     private float[][] scores; // per worker (positions)
+    private final AttentionTask attentionTask = new AttentionTask();
     private final MoeBlock moe; // null for a dense model
 
     public Qwen2Model(Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
@@ -312,22 +313,8 @@ public final class Qwen2Model {
         }
         // attention: row t (position p of its sequence) sees positions 0 .. p of that sequence
         // (causal); query head hd reads KV head hd / kvGroups (grouped-query attention)
-        int heads = config.numAttentionHeads();
-        int groups = config.kvGroups();
-        float scale = (float) (1.0 / Math.sqrt(headDim));
-        pool.parallelFor(
-                n * heads,
-                (start, end, worker) -> {
-                    float[] sc = scores[worker];
-                    for (int i = start; i < end; i++) {
-                        int t = i / heads;
-                        int hd = i % heads;
-                        Attention.attention(
-                                att, t * h + hd * headDim, q, t * h + hd * headDim, rowCache[t].keys(l),
-                                rowCache[t].values(l), 0, kvDim, (hd / groups) * headDim, headDim,
-                                rowPos[t] + 1, scale, sc);
-                    }
-                });
+        attentionTask.layer = l;
+        pool.parallelFor(n * config.numAttentionHeads(), attentionTask);
         // output projection, residual
         MatMul.matMul(pool, proj, w.wo, att, n);
         VectorOps.addInPlace(x, 0, proj, 0, n * h);
@@ -347,6 +334,34 @@ public final class Qwen2Model {
         }
         // residual
         VectorOps.addInPlace(x, 0, proj, 0, n * h);
+    }
+
+    /**
+     * The attention of every (row, query head) pair of a layer, split over the pool: one object
+     * per model, reused so that a layer does not allocate a capturing lambda (issue 3). Reads
+     * the model's fields; {@link #layer} is published to the workers by the pool's hand-off.
+     */
+    private final class AttentionTask implements KernelPool.RangeTask {
+        int layer;
+
+        @Override
+        public void run(int start, int end, int worker) {
+            int h = config.hiddenSize();
+            int kvDim = config.kvDim();
+            int headDim = config.headDim();
+            int heads = config.numAttentionHeads();
+            int groups = config.kvGroups();
+            float scale = (float) (1.0 / Math.sqrt(headDim));
+            float[] sc = scores[worker];
+            for (int i = start; i < end; i++) {
+                int t = i / heads;
+                int hd = i % heads;
+                Attention.attention(
+                        att, t * h + hd * headDim, q, t * h + hd * headDim, rowCache[t].keys(layer),
+                        rowCache[t].values(layer), 0, kvDim, (hd / groups) * headDim, headDim, rowPos[t] + 1,
+                        scale, sc);
+            }
+        }
     }
 
     private void ensureScores(int positions) {

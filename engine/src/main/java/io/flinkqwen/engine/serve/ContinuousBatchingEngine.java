@@ -89,7 +89,6 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final KvCache[] batchCaches;
     private final int[] batchTokens;
     private final int[] prefillChunk;
-    private final float[] row;
 
     // counters, written by the scheduler thread
     private volatile long steps;
@@ -129,7 +128,6 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         this.batchCaches = new KvCache[model.maxChunkTokens()];
         this.batchTokens = new int[model.maxChunkTokens()];
         this.prefillChunk = new int[model.maxChunkTokens()];
-        this.row = new float[model.config().vocabSize()];
         this.scheduler = new Thread(this::run, "flinkqwen-engine-scheduler");
         this.scheduler.setDaemon(true);
         this.scheduler.start();
@@ -285,17 +283,19 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                     inFlightByRequest.clear();
                     return;
                 }
-                for (Iterator<Sequence> it = running.iterator(); it.hasNext(); ) {
-                    Sequence s = it.next();
+                // index loop, not an iterator: a decode step allocates nothing
+                for (int j = running.size() - 1; j >= 0; j--) {
+                    Sequence s = running.get(j);
                     if (s.cancelled) {
-                        it.remove();
+                        running.remove(j);
                         dropped.add(s);
                     }
                 }
             } finally {
                 lock.unlock();
             }
-            for (Sequence s : dropped) {
+            for (int j = 0; j < dropped.size(); j++) {
+                Sequence s = dropped.get(j);
                 runningReservedBytes -= s.reservedBytes;
                 release(s);
                 s.failure = new CancellationException("request " + s.request.id() + " cancelled while running");
@@ -327,7 +327,9 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
      * budget cannot hold yet stops admission (nothing passes it). Holds the lock.
      */
     private void admit(List<Sequence> running) {
-        for (Iterator<Sequence> it = queue.iterator(); it.hasNext() && running.size() < maxSequences; ) {
+        // (no iterator when nothing waits: a decode step allocates nothing)
+        for (Iterator<Sequence> it = queue.isEmpty() ? null : queue.iterator();
+                it != null && it.hasNext() && running.size() < maxSequences; ) {
             Sequence s = it.next();
             String session = s.request.session();
             if (session != null && busySessions.contains(session)) {
@@ -376,11 +378,14 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private void step(List<Sequence> running) {
         steps++;
         // newcomers: their prompts, one prefill each
+        // (index loops, not iterators: the decode step allocates nothing, and this method runs
+        // once per step, too rarely for C2 to be relied on to remove an iterator)
         decoding.clear();
-        for (Iterator<Sequence> it = running.iterator(); it.hasNext(); ) {
-            Sequence s = it.next();
+        for (int j = 0; j < running.size(); ) {
+            Sequence s = running.get(j);
             if (s.cache != null) {
                 decoding.add(s);
+                j++;
                 continue;
             }
             boolean done;
@@ -391,8 +396,10 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                 done = true;
             }
             if (done) {
-                it.remove();
+                running.remove(j);
                 retire(s);
+            } else {
+                j++;
             }
         }
         // everyone else: one token each, all in one forward pass over the weights
@@ -431,10 +438,9 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             for (int i = 0; i < count; i++) {
                 Sequence s = decoding.get(from + i);
                 s.fed.add(batchTokens[i]);
-                System.arraycopy(all, i * vocab, row, 0, vocab);
                 boolean done;
                 try {
-                    done = sampleNext(s, row);
+                    done = sampleNext(s, all, i * vocab); // the row in place: no copy per token
                 } catch (RuntimeException e) {
                     finish(s, null, e);
                     done = true;
@@ -471,13 +477,13 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             logits = model.forward(s.cache, s.one, 0, 1);
             s.fed.add(last);
         }
-        return sampleNext(s, logits);
+        return sampleNext(s, logits, 0);
     }
 
-    /** Samples the next token of {@code s} from {@code logits}; returns true when it finished. */
-    private boolean sampleNext(Sequence s, float[] logits) {
+    /** Samples the next token of {@code s} from {@code logits[off, off + vocab)}; true when it finished. */
+    private boolean sampleNext(Sequence s, float[] logits, int off) {
         SamplingParams p = s.request.params();
-        int next = s.sampler.sample(logits, model.config().vocabSize());
+        int next = s.sampler.sample(logits, off, model.config().vocabSize());
         if (p.isStop(next)) {
             finish(s, StopReason.STOP_TOKEN, null);
             return true;

@@ -95,4 +95,26 @@ class SamplerTest {
         assertTrue(e.getMessage().contains("top-p"));
         assertThrows(IllegalArgumentException.class, () -> new SamplingParams(1f, 0, 1f, 0, -1, null));
     }
+
+    @Test
+    void samplingARowOfABatchEqualsSamplingACopyOfIt() {
+        int vocab = 300;
+        float[] batch = new float[3 * vocab];
+        java.util.Random rnd = new java.util.Random(4);
+        for (int i = 0; i < batch.length; i++) {
+            batch[i] = (float) rnd.nextGaussian() * 3;
+        }
+        for (SamplingParams p : new SamplingParams[] {
+            SamplingParams.greedy(5), new SamplingParams(0.8f, 40, 0.9f, 11, 5, null), new SamplingParams(1.1f, 0, 1f, 12, 5, null)
+        }) {
+            Sampler inPlace = new Sampler(p);
+            Sampler copied = new Sampler(p);
+            for (int step = 0; step < 20; step++) {
+                for (int row = 0; row < 3; row++) {
+                    float[] copy = java.util.Arrays.copyOfRange(batch, row * vocab, (row + 1) * vocab);
+                    assertEquals(copied.sample(copy, vocab), inPlace.sample(batch, row * vocab, vocab), p + " row " + row);
+                }
+            }
+        }
+    }
 }

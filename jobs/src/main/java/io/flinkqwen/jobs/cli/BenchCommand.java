@@ -41,6 +41,11 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>The prompt ids are deterministic ({@code (13 + 7919 i) mod V}, V the vocabulary without
  * Qwen's special tokens), so both engines see the same ids and the same sequence length.
+ *
+ * <p>Start-up is reported too: {@code load_ms} (opening the file until the weights are ready)
+ * and {@code first_token_ms} (the first run's prefill and pick of the first token, on a cold
+ * JVM). So is a roofline: a read-bandwidth probe ({@link ReadBandwidth}, same threads, about a
+ * second) or {@code --bandwidth-gb-s}, and the share of it that decode's weight reads reach.
  */
 final class BenchCommand implements Main.Command {
 
@@ -55,12 +60,13 @@ final class BenchCommand implements Main.Command {
                 "\n",
                 "usage: flink-qwen bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--batch B]",
                 "         [--threads N] [--runs R] [--warmup W] [--vs-llama-cpp] [--oracle-dir DIR]",
-                "         [--output json|text]",
+                "         [--bandwidth-gb-s X] [--output json|text]",
                 "",
                 "  --prompt-tokens  prompt length (default 128); ids are (13 + 7919 i) mod vocabulary",
                 "  --gen-tokens     tokens decoded greedily after the prompt (default 64)",
                 "  --batch          sequences decoded together (one forward pass per step for all;",
-                "                   default 1, at most 64; --vs-llama-cpp needs 1)",
+                "                   default 1, at most 64); llama.cpp then decodes as many sequences of one",
+                "                   context together",
                 "  --threads        kernel threads (default: available processors); llama.cpp gets the same",
                 "  --runs           timed runs (default 3); medians, min and max are reported",
                 "  --warmup         untimed runs first (default 1), for both engines",
@@ -68,7 +74,9 @@ final class BenchCommand implements Main.Command {
                 "                   the ratios ours / llama.cpp",
                 "  --oracle-dir     folder with node_modules/node-llama-cpp (default: ./oracle if it has",
                 "                   one, else oracle/ in the repository the launcher jar was built in);",
-                "                   llama-bench.mjs is taken from there, else from the repository's oracle/",
+                "                   llama-bench.mjs is the repository's oracle/ one, else the one there",
+                "  --bandwidth-gb-s the machine's memory read bandwidth for decode_roofline_share (default:",
+                "                   measured in-process, about 1 s, with --threads threads)",
                 "  --output         json (one object, default) or text");
     }
 
@@ -80,7 +88,7 @@ final class BenchCommand implements Main.Command {
                         argv,
                         Set.of(
                                 "model", "prompt-tokens", "gen-tokens", "batch", "threads", "runs", "warmup",
-                                "oracle-dir", "output"),
+                                "oracle-dir", "output", "bandwidth-gb-s"),
                         Set.of("vs-llama-cpp"));
         String output = a.string("output", "json");
         if (!output.equals("json") && !output.equals("text")) {
@@ -89,11 +97,6 @@ final class BenchCommand implements Main.Command {
         int batch = positive(a, "batch", 1);
         if (batch > CHUNK_TOKENS) {
             throw new Args.UsageException("bench: --batch must be at most " + CHUNK_TOKENS + ", got " + batch);
-        }
-        if (batch > 1 && a.flag("vs-llama-cpp")) {
-            throw new Args.UsageException(
-                    "bench: --vs-llama-cpp compares one sequence (--batch 1); the llama.cpp side of a batched"
-                            + " run is not implemented yet");
         }
         int promptTokens = positive(a, "prompt-tokens", 128);
         int genTokens = positive(a, "gen-tokens", 64);
@@ -105,6 +108,10 @@ final class BenchCommand implements Main.Command {
         }
         boolean vsLlama = a.flag("vs-llama-cpp");
         Path modelPath = Path.of(a.string("model"));
+        double givenBandwidth = a.has("bandwidth-gb-s") ? a.number("bandwidth-gb-s", 0) : 0;
+        if (a.has("bandwidth-gb-s") && !(givenBandwidth > 0)) {
+            throw new Args.UsageException("bench: --bandwidth-gb-s must be > 0, got " + a.string("bandwidth-gb-s"));
+        }
 
         ObjectMapper json = new ObjectMapper();
         ObjectNode o = json.createObjectNode();
@@ -112,7 +119,12 @@ final class BenchCommand implements Main.Command {
         double[] prefill = new double[runs];
         double[] decode = new double[runs];
         long weightBytes;
+        double loadMs;
+        double firstTokenMs = 0;
+        double measuredBandwidth = 0;
+        long t0 = System.nanoTime();
         try (LoadedModel model = ModelArgs.load(modelPath.toString(), err)) {
+            loadMs = (System.nanoTime() - t0) / 1e6;
             prompt = promptIds(model.config().vocabSize(), promptTokens);
             weightBytes = model.weights().matrixBytes();
             o.put("model", model.source().toString());
@@ -124,10 +136,17 @@ final class BenchCommand implements Main.Command {
                 Qwen2Model forward = model.newForward(pool, CHUNK_TOKENS);
                 for (int r = 0; r < warmup + runs; r++) {
                     double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens) : batchRun(forward, prompt, genTokens, batch);
+                    if (r == 0) {
+                        firstTokenMs = tps[2];
+                    }
                     if (r >= warmup) {
                         prefill[r - warmup] = tps[0];
                         decode[r - warmup] = tps[1];
                     }
+                }
+                if (givenBandwidth == 0) {
+                    // after the runs, so that the probe's 256 MiB are not in the way of the model
+                    measuredBandwidth = ReadBandwidth.measure(pool, ReadBandwidth.DEFAULT_BYTES, 4, 1_000_000_000L);
                 }
             }
         }
@@ -138,18 +157,31 @@ final class BenchCommand implements Main.Command {
         o.put("prompt_tokens", promptTokens);
         o.put("gen_tokens", genTokens);
         o.put("java", Runtime.version().toString());
+        o.put("load_ms", round(loadMs, 1));
+        o.put("first_token_ms", round(firstTokenMs, 1));
         // weights are read once per step; a step of a batch yields `batch` tokens
         putSpeeds(o, prefill, decode, weightBytes / batch);
+        double bandwidth = givenBandwidth > 0 ? givenBandwidth : measuredBandwidth;
+        if (givenBandwidth == 0) {
+            o.put("measured_read_gb_per_s", round(measuredBandwidth, 2));
+        }
+        o.put("bandwidth_gb_per_s", round(bandwidth, 2));
+        o.put("bandwidth_source", givenBandwidth > 0 ? "--bandwidth-gb-s" : "measured");
+        o.put("decode_roofline_share", round(o.get("decode_weight_gb_per_s").asDouble() / bandwidth, 3));
         if (vsLlama) {
             ObjectNode l = json.createObjectNode();
-            JsonNode result = runLlamaBench(json, a, modelPath, threads, runs, warmup, genTokens, prompt, err);
+            JsonNode result = runLlamaBench(json, a, modelPath, threads, runs, warmup, genTokens, prompt, batch, err);
             double[] lp = new double[runs];
             double[] ld = new double[runs];
             for (int r = 0; r < runs; r++) {
                 lp[r] = result.get("runs").get(r).get("prefill_tokens_per_s").asDouble();
                 ld[r] = result.get("runs").get(r).get("decode_tokens_per_s").asDouble();
             }
-            putSpeeds(l, lp, ld, weightBytes);
+            l.put("batch", result.path("batch").asInt(1));
+            l.put("load_ms", round(result.path("load_ms").asDouble(), 1));
+            l.put("first_token_ms", round(result.path("first_token_ms").asDouble(), 1));
+            putSpeeds(l, lp, ld, weightBytes / batch);
+            l.put("decode_roofline_share", round(l.get("decode_weight_gb_per_s").asDouble() / bandwidth, 3));
             l.set("provenance", result.get("provenance"));
             o.set("llama_cpp", l);
             o.put("prefill_ratio", round(median(prefill) / median(lp), 3));
@@ -172,7 +204,7 @@ final class BenchCommand implements Main.Command {
         return ids;
     }
 
-    /** One timed run from a fresh cache: {prefill tok/s, decode tok/s}. */
+    /** One timed run from a fresh cache: {prefill tok/s, decode tok/s, ms to the first token}. */
     private static double[] oneRun(Qwen2Model forward, int[] prompt, int genTokens) {
         KvCache cache = forward.newCache(prompt.length + genTokens);
         long t0 = System.nanoTime();
@@ -186,20 +218,22 @@ final class BenchCommand implements Main.Command {
         }
         long decodeNanos = System.nanoTime() - t0;
         return new double[] {
-            prompt.length / (prefillNanos / 1e9), genTokens > 1 ? (genTokens - 1) / (decodeNanos / 1e9) : 0
+            prompt.length / (prefillNanos / 1e9), genTokens > 1 ? (genTokens - 1) / (decodeNanos / 1e9) : 0,
+            prefillNanos / 1e6
         };
     }
 
     /**
      * {@code batch} sequences (the prompt rotated per sequence, so they differ): each prefilled
      * alone, then decoded together with one {@link Qwen2Model#forwardBatch} per step. Returns
-     * {total prompt tok/s, aggregate decode tok/s}.
+     * {total prompt tok/s, aggregate decode tok/s, ms to the first sequence's first token}.
      */
     private static double[] batchRun(Qwen2Model forward, int[] prompt, int genTokens, int batch) {
         int vocab = forward.config().vocabSize();
         KvCache[] caches = new KvCache[batch];
         int[] next = new int[batch];
         long t0 = System.nanoTime();
+        long firstNanos = 0;
         for (int b = 0; b < batch; b++) {
             int[] p = new int[prompt.length];
             for (int i = 0; i < p.length; i++) {
@@ -207,6 +241,9 @@ final class BenchCommand implements Main.Command {
             }
             caches[b] = forward.newCache(prompt.length + genTokens);
             next[b] = Sampler.argmax(forward.forward(caches[b], p, 0, p.length), vocab);
+            if (b == 0) {
+                firstNanos = System.nanoTime() - t0;
+            }
         }
         long prefillNanos = System.nanoTime() - t0;
         t0 = System.nanoTime();
@@ -219,7 +256,8 @@ final class BenchCommand implements Main.Command {
         long decodeNanos = System.nanoTime() - t0;
         return new double[] {
             (double) batch * prompt.length / (prefillNanos / 1e9),
-            genTokens > 1 ? (double) batch * (genTokens - 1) / (decodeNanos / 1e9) : 0
+            genTokens > 1 ? (double) batch * (genTokens - 1) / (decodeNanos / 1e9) : 0,
+            firstNanos / 1e6
         };
     }
 
@@ -237,16 +275,18 @@ final class BenchCommand implements Main.Command {
     /** Runs oracle/llama-bench.mjs with node and returns its JSON. */
     private static JsonNode runLlamaBench(
             ObjectMapper json, Args a, Path model, int threads, int runs, int warmup, int gen, int[] prompt,
-            PrintStream err) throws IOException, InterruptedException {
+            int batch, PrintStream err) throws IOException, InterruptedException {
         Path oracle = oracleDir(a);
         Path packageDir = oracle.resolve("node_modules/node-llama-cpp");
-        Path script = oracle.resolve("llama-bench.mjs");
-        if (!Files.isRegularFile(script)) {
-            Path repo = repositoryRoot();
-            script = repo == null ? script : repo.resolve("oracle/llama-bench.mjs");
+        // the script of the repository this jar was built from speaks this class's protocol (its
+        // arguments, its JSON); a copy beside another checkout's node_modules may be older
+        Path repo = repositoryRoot();
+        Path script = repo == null ? null : repo.resolve("oracle/llama-bench.mjs");
+        if (script == null || !Files.isRegularFile(script)) {
+            script = oracle.resolve("llama-bench.mjs");
         }
         if (!Files.isRegularFile(script)) {
-            throw new IllegalStateException("bench: llama-bench.mjs not found in " + oracle + " nor in the repository's oracle/");
+            throw new IllegalStateException("bench: llama-bench.mjs not found in the repository's oracle/ nor in " + oracle);
         }
         StringJoiner ids = new StringJoiner(",");
         for (int id : prompt) {
@@ -257,7 +297,7 @@ final class BenchCommand implements Main.Command {
                         Arrays.asList(
                                 "node", script.toString(), model.toAbsolutePath().toString(), Integer.toString(threads),
                                 Integer.toString(runs), Integer.toString(gen), ids.toString(), Integer.toString(warmup),
-                                packageDir.toString()));
+                                packageDir.toString(), Integer.toString(batch)));
         err.println("bench: timing llama.cpp: node " + script + " (node-llama-cpp from " + packageDir + ")");
         Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
         p.getOutputStream().close();

@@ -13,6 +13,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.flinkqwen.engine.LoadedModel;
 import io.flinkqwen.engine.oracle.OracleFiles;
+import io.flinkqwen.kernels.KernelPool;
 import java.nio.file.Path;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -59,21 +60,75 @@ class BenchCommandTest {
         assertEquals(9, o.get("prompt_tokens").asInt());
         assertEquals(5, o.get("gen_tokens").asInt());
         assertEquals(gguf.toString(), o.get("model").asText());
+        // start-up
+        assertTrue(o.get("load_ms").asDouble() > 0, r.out());
+        assertTrue(o.get("first_token_ms").asDouble() > 0, r.out());
+        // the roofline against the in-process probe
+        double measured = o.get("measured_read_gb_per_s").asDouble();
+        assertTrue(measured > 0.5 && measured < 10_000, "measured read bandwidth " + measured);
+        assertEquals(measured, o.get("bandwidth_gb_per_s").asDouble(), 1e-9);
+        assertEquals("measured", o.get("bandwidth_source").asText());
+        double share = o.get("decode_roofline_share").asDouble();
+        assertEquals(o.get("decode_weight_gb_per_s").asDouble() / measured, share, 0.002 + 0.01 * share);
     }
 
     @Test
-    void batchedBenchReportsAggregateSpeedAndRefusesLlamaCppComparison() throws Exception {
+    void givenBandwidthReplacesTheProbe() throws Exception {
+        MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--prompt-tokens", "4", "--gen-tokens", "3",
+                "--threads", "1", "--runs", "1", "--warmup", "0", "--bandwidth-gb-s", "0.5");
+        assertEquals(0, r.code(), r.err());
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        assertTrue(o.get("measured_read_gb_per_s") == null, "no probe when the figure is given: " + o);
+        assertEquals(0.5, o.get("bandwidth_gb_per_s").asDouble(), 1e-9);
+        assertEquals("--bandwidth-gb-s", o.get("bandwidth_source").asText());
+        assertEquals(o.get("decode_weight_gb_per_s").asDouble() / 0.5, o.get("decode_roofline_share").asDouble(), 0.002);
+        for (String bad : new String[] {"0", "-3", "fast"}) {
+            r = MainTest.run("bench", "--model", gguf.toString(), "--bandwidth-gb-s", bad);
+            assertEquals(2, r.code(), bad);
+            assertTrue(r.err().contains("--bandwidth-gb-s"), r.err());
+        }
+    }
+
+    @Test
+    void readBandwidthProbeReportsAPlausibleFigure() {
+        try (KernelPool pool = new KernelPool(2)) {
+            // small and short here: the figure is checked for sanity, not for speed
+            double gbs = ReadBandwidth.measure(pool, 8L << 20, 2, 50_000_000L);
+            assertTrue(gbs > 0.5 && gbs < 10_000, "read GB/s " + gbs);
+        }
+    }
+
+    @Test
+    void batchedBenchReportsAggregateSpeed() throws Exception {
         MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "4", "--prompt-tokens", "6",
-                "--gen-tokens", "5", "--runs", "1", "--warmup", "0", "--threads", "1");
+                "--gen-tokens", "5", "--runs", "1", "--warmup", "0", "--threads", "1", "--bandwidth-gb-s", "20");
         assertEquals(0, r.code(), r.err());
         JsonNode o = new ObjectMapper().readTree(r.out());
         assertEquals(4, o.get("batch").asInt());
         assertTrue(o.get("decode_tokens_per_s").asDouble() > 0, r.out());
-        r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "4", "--vs-llama-cpp");
-        assertEquals(2, r.code());
-        assertTrue(r.err().contains("--vs-llama-cpp compares one sequence"), r.err());
+        assertTrue(o.get("first_token_ms").asDouble() > 0, r.out());
+        // a step reads the weights once for the 4 tokens it yields
+        assertEquals(o.get("weights_bytes").asLong() / 4 * o.get("decode_tokens_per_s").asDouble() / 1e9,
+                o.get("decode_weight_gb_per_s").asDouble(), 0.01);
         r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "65");
         assertEquals(2, r.code());
+    }
+
+    @Test
+    void batchedBenchVsLlamaCppDecodesAsManySequencesOnBothSides() throws Exception {
+        Path oracle = OracleFiles.nodeLlamaCpp().getParent().getParent(); // skips (or fails in CI) when absent
+        MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "3", "--prompt-tokens", "5",
+                "--gen-tokens", "4", "--threads", "2", "--runs", "1", "--warmup", "0", "--bandwidth-gb-s", "20",
+                "--vs-llama-cpp", "--oracle-dir", oracle.toString());
+        assertEquals(0, r.code(), r.err());
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        JsonNode l = o.get("llama_cpp");
+        assertEquals(3, o.get("batch").asInt());
+        assertEquals(3, l.get("batch").asInt());
+        assertSpeeds(l, o.get("weights_bytes").asLong() / 3);
+        assertTrue(l.get("load_ms").asDouble() > 0 && l.get("first_token_ms").asDouble() > 0, l.toString());
+        assertEquals(l.get("decode_weight_gb_per_s").asDouble() / 20, l.get("decode_roofline_share").asDouble(), 0.002);
+        assertEquals(o.get("decode_tokens_per_s").asDouble() / l.get("decode_tokens_per_s").asDouble(), o.get("decode_ratio").asDouble(), 0.01 * o.get("decode_ratio").asDouble() + 1e-3);
     }
 
     @Test
