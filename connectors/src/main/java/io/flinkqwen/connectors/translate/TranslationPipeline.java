@@ -84,6 +84,8 @@ public final class TranslationPipeline {
                     .name("translate-" + code)
                     .build()
                     .apply(routed.getSideOutput(e.getValue()));
+            // a stable id per language, so that savepoints restore the right operator's state
+            out.results().uid("translate-" + code);
             results.add(out.results()
                     .map(r -> new TranslationResult(r, code))
                     .returns(TypeInformation.of(TranslationResult.class))

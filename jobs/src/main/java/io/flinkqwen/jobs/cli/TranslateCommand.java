@@ -206,7 +206,11 @@ final class TranslateCommand implements Main.Command {
             }
             err.println("translate: " + String.join(",", languages) + " from " + a.string("input-topic") + " to "
                     + a.string("output-topic") + " (" + a.string("delivery", "exactly-once") + ")");
-            env.execute("flink-qwen translate");
+            try {
+                env.execute("flink-qwen translate");
+            } catch (Exception e) {
+                throw jobFailed(e);
+            }
             return;
         }
 
@@ -219,7 +223,7 @@ final class TranslateCommand implements Main.Command {
         long translated = 0;
         long skipped = 0;
         try (CloseableIterator<String> it = lines.executeAndCollect("flink-qwen translate")) {
-            while (it.hasNext()) {
+            while (hasNext(it)) {
                 String line = it.next();
                 if (line.charAt(0) == 'R') {
                     out.println(line.substring(1));
@@ -232,6 +236,24 @@ final class TranslateCommand implements Main.Command {
             }
         }
         err.println("translate: " + translated + " translated, " + skipped + " skipped");
+    }
+
+    private static boolean hasNext(CloseableIterator<String> it) {
+        try {
+            return it.hasNext();
+        } catch (RuntimeException e) {
+            throw jobFailed(e);
+        }
+    }
+
+    /** The job's own error (a bad setting, a missing model), not the client's wrappers around it. */
+    static RuntimeException jobFailed(Exception e) {
+        Throwable root = e;
+        while (root.getCause() != null && root.getCause() != root) {
+            root = root.getCause();
+        }
+        return new IllegalStateException("translate: the job failed: " + (root.getMessage() == null
+                ? root.getClass().getName() : root.getMessage()), e);
     }
 
     /** One line for a human: where, why, and the start of the record. */

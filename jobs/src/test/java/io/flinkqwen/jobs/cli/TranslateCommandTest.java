@@ -92,7 +92,7 @@ class TranslateCommandTest {
     }
 
     @Test
-    void wrongCommandLinesAreUsageErrorsNamingTheOption() {
+    void wrongCommandLinesAreUsageErrorsNamingTheOption() throws Exception {
         MainTest.Run r = MainTest.run("translate", "--model", gguf.toString(), "--input", "x", "--to", "Klingon");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("unknown language 'Klingon' in --to"), r.err());
@@ -108,6 +108,15 @@ class TranslateCommandTest {
         r = MainTest.run("translate", "--model", gguf.toString(), "--input", dir.resolve("missing.jsonl").toString(), "--to", "de");
         assertEquals(1, r.code());
         assertTrue(r.err().contains("missing.jsonl is not a file"), r.err());
+
+        // a setting only the task managers can check (the model's positions): the job's own error, one line
+        Path one = dir.resolve("one.jsonl");
+        Files.writeString(one, "{\"id\":\"a1\",\"key\":\"k\",\"text\":\"hello\"}\n");
+        r = MainTest.run("translate", "--model", gguf.toString(), "--input", one.toString(), "--to", "de",
+                "--context-tokens", "4096");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("error: translate: the job failed: maxContextTokens 4096 exceeds the model's"
+                + " max_position_embeddings"), r.err());
 
         r = MainTest.run("translate", "--model", gguf.toString(), "--input", "x", "--to", "de", "--max-new-tokens", "5000",
                 "--context-tokens", "256");
