@@ -25,6 +25,7 @@ public final class Main {
                     "  score            teacher-forced top-K logits at every position",
                     "  make-test-model  write a random-weight Qwen2 model (GGUF or Hugging Face)",
                     "  bench            prefill and decode speed, optionally next to llama.cpp",
+                    "  translate        streaming translation of JSON requests (file, stdin or Kafka)",
                     "",
                     "'flink-qwen <command> --help' lists a command's options.");
 
@@ -55,6 +56,9 @@ public final class Main {
                 break;
             case "bench":
                 c = new BenchCommand();
+                break;
+            case "translate":
+                c = new TranslateCommand();
                 break;
             default:
                 err.println("error: unknown command '" + command + "'\n\n" + USAGE);
