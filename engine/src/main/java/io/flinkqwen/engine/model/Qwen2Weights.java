@@ -59,6 +59,9 @@ public final class Qwen2Weights {
     sealed interface Ffn permits SwiGluFfn, MoeFfn {
         long sizeBytes();
 
+        /** Bytes one token reads: all of a dense FFN; a MoE layer's router, shared and top-k experts. */
+        long activeBytes();
+
         long packedBytes();
     }
 
@@ -94,6 +97,11 @@ public final class Qwen2Weights {
         public long packedBytes() {
             return gate.packedBytes() + up.packedBytes() + down.packedBytes();
         }
+
+        @Override
+        public long activeBytes() {
+            return sizeBytes();
+        }
     }
 
     /** A MoE layer's FFN: router, routed experts, shared expert and its sigmoid gate. */
@@ -102,8 +110,10 @@ public final class Qwen2Weights {
         final SwiGluFfn[] experts; // each (moeIntermediate, hidden) x2, (hidden, moeIntermediate)
         final SwiGluFfn shared; // (sharedIntermediate, hidden) x2, (hidden, sharedIntermediate)
         final float[] sharedGate; // (hidden)
+        final int topK;
 
         MoeFfn(Qwen2MoeConfig c, TensorStore s, TensorNaming n, int l) {
+            topK = c.numExpertsPerTok();
             int h = c.hiddenSize();
             int e = c.numExperts();
             int ff = c.moeIntermediateSize();
@@ -155,6 +165,12 @@ public final class Qwen2Weights {
                 total += e.sizeBytes();
             }
             return total;
+        }
+
+        @Override
+        public long activeBytes() {
+            // experts of one layer all have the same shape
+            return router.sizeBytes() + shared.sizeBytes() + (long) topK * experts[0].sizeBytes();
         }
 
         @Override
@@ -218,6 +234,19 @@ public final class Qwen2Weights {
         for (Layer l : layers) {
             total += l.wq.sizeBytes() + l.wk.sizeBytes() + l.wv.sizeBytes() + l.wo.sizeBytes();
             total += l.ffn.sizeBytes();
+        }
+        return total;
+    }
+
+    /**
+     * Bytes of weights one decoded token reads: {@link #matrixBytes()} with each MoE layer's
+     * experts counted k times their size instead of all of them (the same for a dense model).
+     */
+    public long activeMatrixBytes() {
+        long total = output.sizeBytes();
+        for (Layer l : layers) {
+            total += l.wq.sizeBytes() + l.wk.sizeBytes() + l.wv.sizeBytes() + l.wo.sizeBytes();
+            total += l.ffn.activeBytes();
         }
         return total;
     }

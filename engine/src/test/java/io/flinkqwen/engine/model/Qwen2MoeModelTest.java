@@ -292,4 +292,14 @@ class Qwen2MoeModelTest {
                 c.bosTokenId(), c.eosTokenId(), experts, c.numExpertsPerTok(), c.moeIntermediateSize(),
                 c.sharedExpertIntermediateSize(), c.normTopkProb(), c.decoderSparseStep(), c.mlpOnlyLayers());
     }
+
+    @Test
+    void aDecodedTokenReadsTheTopKExpertsOfEachSparseLayerNotAllOfThem() throws Exception {
+        try (LoadedModel m = LoadedModel.open(write(TestModelGenerator.tinyMoeMixedConfig(), "active", TestModelGenerator.Format.GGUF))) {
+            // F32; an expert is gate, up (64 x 128) and down (128 x 64); layers 0 and 2 are
+            // sparse with 8 experts of which a token reads 2, layer 1 is dense
+            long expert = 3L * 64 * 128 * Float.BYTES;
+            assertEquals(m.weights().matrixBytes() - 2 * (8 - 2) * expert, m.weights().activeMatrixBytes());
+        }
+    }
 }

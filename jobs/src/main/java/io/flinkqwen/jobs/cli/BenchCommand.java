@@ -126,7 +126,8 @@ final class BenchCommand implements Main.Command {
         try (LoadedModel model = ModelArgs.load(modelPath.toString(), err)) {
             loadMs = (System.nanoTime() - t0) / 1e6;
             prompt = promptIds(model.config().vocabSize(), promptTokens);
-            weightBytes = model.weights().matrixBytes();
+            // what a decode step reads: for MoE, the top-k experts of each layer, not all of them
+            weightBytes = model.weights().activeMatrixBytes();
             o.put("model", model.source().toString());
             o.put("format", model.format());
             o.put("weight_format", model.weights().weightFormat());

@@ -50,8 +50,8 @@ class BenchCommandTest {
         assertEquals(1, r.out().strip().lines().count(), r.out());
         JsonNode o = new ObjectMapper().readTree(r.out());
         try (LoadedModel m = LoadedModel.open(gguf)) {
-            assertEquals(m.weights().matrixBytes(), o.get("weights_bytes").asLong());
-            assertSpeeds(o, m.weights().matrixBytes());
+            assertEquals(m.weights().activeMatrixBytes(), o.get("weights_bytes").asLong());
+            assertSpeeds(o, m.weights().activeMatrixBytes());
         }
         assertEquals("Q8_0", o.get("weight_format").asText());
         assertEquals(1, o.get("batch").asInt());
