@@ -32,8 +32,9 @@ import jdk.incubator.vector.VectorOperators;
  * <ul>
  *   <li>one token (decode): each row dotted as stored (Q8_0 blocks widened from bytes and
  *       scaled per block, F16 bits shifted into floats, see {@link #dotF16Scaled});
- *   <li>up to {@code L} tokens (a decode batch): rows decoded to floats in pairs and dotted with
- *       four tokens per pass ({@link #fewTokenRows});
+ *   <li>up to {@link #GEMM_MIN} tokens (a decode batch, a MoE expert's share of a prefill):
+ *       rows decoded to floats in pairs and dotted with four tokens per pass ({@link
+ *       #fewTokenRows});
  *   <li>more (prefill): a small GEMM with the tokens across the vector lanes ({@link
  *       #gemmRows}).
  * </ul>
@@ -46,6 +47,12 @@ import jdk.incubator.vector.VectorOperators;
 public final class MatMul {
 
     private static final int QK = 32;
+    /**
+     * Above this many tokens {@link #gemmRows} runs, else {@link #fewTokenRows}: its tiles of 2L
+     * tokens are mostly padding just above L (a Q8_0 704x1024 expert matrix, per-core CPU time:
+     * 9 tokens 8.9 GMAC/s in the GEMM vs 13.6 in row pairs; 12 tokens 25.0 vs 18.0).
+     */
+    static final int GEMM_MIN = L + L / 4;
 
     /**
      * Weight bytes copied to scratch per bulk get on the one-token path: a few rows, small
@@ -150,7 +157,7 @@ public final class MatMul {
             matMulRowsScalar(out, w, x, nTokens, rowStart, rowEnd, scratch);
             return;
         }
-        if (nTokens > L) {
+        if (nTokens > GEMM_MIN) {
             gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch);
             return;
         }
@@ -522,18 +529,42 @@ public final class MatMul {
             b5 = v.fma(xb, b5);
         }
         int m = Math.min(2 * L, nTokens - t);
-        scatter(out, rows, r0, t, m, a0, b0, wr, spill);
-        if (nr > 1) scatter(out, rows, r0 + 1, t, m, a1, b1, wr, spill);
-        if (nr > 2) scatter(out, rows, r0 + 2, t, m, a2, b2, wr, spill);
-        if (nr > 3) scatter(out, rows, r0 + 3, t, m, a3, b3, wr, spill);
-        if (nr > 4) scatter(out, rows, r0 + 4, t, m, a4, b4, wr, spill);
-        if (nr > 5) scatter(out, rows, r0 + 5, t, m, a5, b5, wr, spill);
+        a0.intoArray(wr, spill);
+        b0.intoArray(wr, spill + L);
+        copyOut(out, rows, r0, t, m, wr, spill);
+        if (nr > 1) {
+            a1.intoArray(wr, spill);
+            b1.intoArray(wr, spill + L);
+            copyOut(out, rows, r0 + 1, t, m, wr, spill);
+        }
+        if (nr > 2) {
+            a2.intoArray(wr, spill);
+            b2.intoArray(wr, spill + L);
+            copyOut(out, rows, r0 + 2, t, m, wr, spill);
+        }
+        if (nr > 3) {
+            a3.intoArray(wr, spill);
+            b3.intoArray(wr, spill + L);
+            copyOut(out, rows, r0 + 3, t, m, wr, spill);
+        }
+        if (nr > 4) {
+            a4.intoArray(wr, spill);
+            b4.intoArray(wr, spill + L);
+            copyOut(out, rows, r0 + 4, t, m, wr, spill);
+        }
+        if (nr > 5) {
+            a5.intoArray(wr, spill);
+            b5.intoArray(wr, spill + L);
+            copyOut(out, rows, r0 + 5, t, m, wr, spill);
+        }
     }
 
-    /** Row {@code r}'s results for tokens {@code t .. t + n)} (lanes of a, then b) into out. */
-    private static void scatter(float[] out, int rows, int r, int t, int n, FloatVector a, FloatVector b, float[] tmp, int at) {
-        a.intoArray(tmp, at);
-        b.intoArray(tmp, at + L);
+    /**
+     * Row {@code r}'s results for tokens {@code t .. t + n)}, parked at {@code tmp[at]}, into out.
+     * Takes no vectors: a vector argument of a call the JIT does not inline is boxed (and was, in
+     * the MoE prefill, where a scatter taking vectors cost 40% of the time).
+     */
+    private static void copyOut(float[] out, int rows, int r, int t, int n, float[] tmp, int at) {
         for (int j = 0; j < n; j++) {
             out[(t + j) * rows + r] = tmp[at + j];
         }
@@ -542,7 +573,7 @@ public final class MatMul {
     // ---- a few tokens: one decoded row pair against every token ----
 
     /**
-     * {@code out[t][r] = W[r] . x[t]} for up to {@code L} tokens: rows decoded two at a time,
+     * {@code out[t][r] = W[r] . x[t]} for up to {@link #GEMM_MIN} tokens: rows decoded two at a time,
      * each pair dotted with four tokens per pass ({@link #dotTokens2}). Measured on AVX2 with 8
      * tokens this beats {@link #gemmRows}, whose token vectors would be half empty or whose row
      * decoding would be amortized over too few tokens (18.2 vs 12.7 GMAC/s per core).
