@@ -143,6 +143,41 @@ public final class MatMul {
     }
 
     /**
+     * {@link #matMulEach} where matrix {@code i} multiplies {@code tokens[i]} activation rows (the
+     * experts of a MoE layer, each with the tokens routed to it; 0 skips the matrix). The pool
+     * splits the work, not the rows, evenly: a row of matrix {@code i} weighs {@code tokens[i]}.
+     */
+    public static void matMulEach(
+            KernelPool pool, float[][] outs, WeightMatrix[] ws, float[][] xs, int[] tokens, int count) {
+        if (outs.length < count || ws.length < count || xs.length < count || tokens.length < count) {
+            throw new IllegalArgumentException(
+                    count + " products need as many outputs, matrices, inputs and token counts, got " + outs.length
+                            + ", " + ws.length + ", " + xs.length + ", " + tokens.length);
+        }
+        long total = 0;
+        for (int i = 0; i < count; i++) {
+            if (tokens[i] < 0) {
+                throw new IllegalArgumentException("product " + i + " has " + tokens[i] + " tokens");
+            }
+            if (tokens[i] > 0) {
+                checkShapes(outs[i], ws[i], xs[i], tokens[i]);
+                total += (long) ws[i].rows() * tokens[i];
+            }
+        }
+        if (total == 0) {
+            return;
+        }
+        ManyTask task = MANY_TASKS.get();
+        task.set(pool, outs, ws, null, xs, count, 0);
+        task.tokensEach = tokens;
+        try {
+            pool.parallelFor(Math.toIntExact(total), task);
+        } finally {
+            task.clear();
+        }
+    }
+
+    /**
      * {@code out = W x} for the weight rows {@code [rowStart, rowEnd)} only, on the calling
      * thread: what one worker of {@link #matMul} runs. Writes {@code out[t * rows + r]} for those
      * rows and every token.
@@ -791,12 +826,20 @@ public final class MatMul {
             this.nTokens = nTokens;
         }
 
+        /** Per-matrix token counts; null when every matrix takes {@link #nTokens} (range = rows). */
+        private int[] tokensEach;
+
         void clear() {
             set(null, null, null, null, null, 0, 0);
+            tokensEach = null;
         }
 
         @Override
         public void run(int start, int end, int worker) {
+            if (tokensEach != null) {
+                runWeighted(start, end, worker);
+                return;
+            }
             int base = 0;
             for (int i = 0; i < count && base < end; i++) {
                 int rows = ws[i].rows();
@@ -807,6 +850,32 @@ public final class MatMul {
                 }
                 base += rows;
             }
+        }
+
+        /**
+         * The range counts work units, {@code tokensEach[i]} per row of matrix i: a row belongs
+         * to the worker whose range holds its first unit, so every row is done exactly once.
+         */
+        private void runWeighted(int start, int end, int worker) {
+            long base = 0;
+            for (int i = 0; i < count && base < end; i++) {
+                int n = tokensEach[i];
+                if (n == 0) {
+                    continue;
+                }
+                int rows = ws[i].rows();
+                long units = (long) rows * n;
+                int lo = (int) Math.min(rows, Math.max(0, ceilDiv(start - base, n)));
+                int hi = (int) Math.min(rows, Math.max(0, ceilDiv(end - base, n)));
+                if (lo < hi) {
+                    matMulRows(outs[i], ws[i], xs[i], n, lo, hi, pool.scratch(worker));
+                }
+                base += units;
+            }
+        }
+
+        private static long ceilDiv(long a, long b) {
+            return a >= 0 ? (a + b - 1) / b : -((-a) / b);
         }
     }
 }

@@ -195,6 +195,45 @@ class MatMulTest {
 
     @ParameterizedTest
     @EnumSource(DType.class)
+    void matMulEachWithATokenCountPerMatrixGivesEachItsOwnMatMul(DType type) {
+        // the experts of a MoE layer: each matrix its own input and number of tokens, 0 = idle
+        Random rnd = new Random(47 + type.ordinal());
+        int[] heights = {19, 7, 12, 5};
+        int[] tokens = {3, 0, 18, 1};
+        int cols = type.isQuantized() ? 64 : 29;
+        WeightMatrix[] ws = new WeightMatrix[heights.length];
+        float[][] xs = new float[heights.length][];
+        float[][] outs = new float[heights.length][];
+        for (int i = 0; i < ws.length; i++) {
+            ws[i] = WeightMatrix.onHeap(type, heights[i], cols,
+                    TestMatrices.encode(type, TestMatrices.weights(rnd, heights[i], cols), heights[i], cols));
+            xs[i] = Numerics.uniform(rnd, Math.max(1, tokens[i]) * cols, 1f);
+        }
+        for (KernelPool pool : POOLS) {
+            for (int i = 0; i < ws.length; i++) {
+                outs[i] = new float[Math.max(1, tokens[i]) * heights[i]];
+                java.util.Arrays.fill(outs[i], Float.NaN);
+            }
+            MatMul.matMulEach(pool, outs, ws, xs, tokens, ws.length);
+            for (int i = 0; i < ws.length; i++) {
+                if (tokens[i] == 0) {
+                    for (float v : outs[i]) {
+                        assertTrue(Float.isNaN(v), "an idle matrix is not computed");
+                    }
+                    continue;
+                }
+                float[] expected = new float[tokens[i] * heights[i]];
+                MatMul.matMul(pool, expected, ws[i], xs[i], tokens[i]);
+                Numerics.assertSameBits(expected, 0, outs[i], 0, expected.length,
+                        type + " matrix " + i + " threads " + pool.threads());
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMulEach(POOLS[0], outs, ws, xs, new int[] {-1, 0, 0, 0}, 4));
+        assertThrows(IllegalArgumentException.class, () -> MatMul.matMulEach(POOLS[0], outs, ws, xs, new int[] {1, 0}, 4));
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
     void matMulGivesTheSameBitsInEveryBufferLayout(DType type) {
         // Same arithmetic whatever the buffers: only addressing differs (chunks, direct, odd base,
         // heap arrays in the packed layout).

@@ -19,8 +19,10 @@ import io.flinkqwen.kernels.WeightMatrix;
  * expert scaled by {@code sigmoid(shared_expert_gate . x)}.
  *
  * <p>Expert-grouped: the tokens of a chunk routed to one expert are gathered and go through that
- * expert's matrices together (one {@link MatMul#matMul} per active expert and matrix), so a
- * prefill reads each active expert's weights once per chunk, not once per token.
+ * expert's matrices together, so a prefill reads each active expert's weights once per chunk,
+ * not once per token. All experts' gate/up products go to the pool as one job ({@link
+ * MatMul#matMulEach}, split by work since experts get different token counts), their down
+ * products as another: two hand-offs per layer, not two per active expert.
  *
  * <p>Holds the scratch for up to {@code maxChunk} tokens; not thread-safe, like {@link Qwen2Model}.
  */
@@ -39,10 +41,25 @@ final class MoeBlock {
     private final int[] count; // (experts) tokens routed to each expert in this chunk
     private final int[][] tokenOf; // (experts, n) which tokens
     private final float[][] weightOf; // (experts, n) with which weight
-    private final float[] gathered; // (n, hidden) the inputs of one expert's tokens
-    private final float[] expertOut; // (n, hidden)
     private final float[] gate; // (n, max(moe, shared) intermediate)
     private final float[] up; // (n, max(moe, shared) intermediate)
+
+    // a chunk: per slot (shared expert, then each active expert) its ffn, input, token count
+    // and buffers; per expert its buffers, grown to the most tokens it has been routed
+    private final Qwen2Weights.SwiGluFfn[] slotFfn;
+    private final float[][] slotIn;
+    private final int[] slotTokens;
+    private final float[][] slotGate;
+    private final float[][] slotUp;
+    private final float[][] slotDown;
+    private final WeightMatrix[] eachMatrix;
+    private final float[][] eachOut;
+    private final float[][] eachIn;
+    private final int[] eachTokens;
+    private final float[][] expertIn;
+    private final float[][] expertGate;
+    private final float[][] expertUp;
+    private final float[][] expertDown;
 
     // one token (decode): the shared expert and the token's k experts in three pool hand-offs
     private final int[] oneIds; // (topK) the chosen experts, ascending
@@ -67,10 +84,22 @@ final class MoeBlock {
         count = new int[experts];
         tokenOf = new int[experts][maxChunk];
         weightOf = new float[experts][maxChunk];
-        gathered = new float[maxChunk * hidden];
-        expertOut = new float[maxChunk * hidden];
         gate = new float[maxChunk * ffn];
         up = new float[maxChunk * ffn];
+        slotFfn = new Qwen2Weights.SwiGluFfn[experts + 1];
+        slotIn = new float[experts + 1][];
+        slotTokens = new int[experts + 1];
+        slotGate = new float[experts + 1][];
+        slotUp = new float[experts + 1][];
+        slotDown = new float[experts + 1][];
+        eachMatrix = new WeightMatrix[2 * (experts + 1)];
+        eachOut = new float[2 * (experts + 1)][];
+        eachIn = new float[2 * (experts + 1)][];
+        eachTokens = new int[2 * (experts + 1)];
+        expertIn = new float[experts][];
+        expertGate = new float[experts][];
+        expertUp = new float[experts][];
+        expertDown = new float[experts][];
         int slots = topK + 1;
         oneIds = new int[topK];
         oneWeights = new float[topK];
@@ -114,23 +143,65 @@ final class MoeBlock {
                 count[e]++;
             }
         }
-        // shared expert, scaled by sigmoid(shared_expert_gate . x): written into out first
-        FeedForward.swiGlu(pool, w.shared, out, x, n, gate, up);
-        for (int t = 0; t < n; t++) {
-            float g = VectorOps.dot(w.sharedGate, 0, x, t * hidden, hidden);
-            VectorOps.scaleInPlace(out, t * hidden, hidden, (float) (1.0 / (1.0 + Math.exp(-g))));
-        }
-        // routed experts: one pass over each active expert's weights for all its tokens
+        // slot 0 the shared expert on all n tokens, then each active expert on its tokens:
+        // their gate/up projections in one pool hand-off, their down projections in another
+        int slots = 0;
+        slotFfn[slots] = w.shared;
+        slotIn[slots] = x;
+        slotTokens[slots] = n;
+        slotGate[slots] = gate;
+        slotUp[slots] = up;
+        slotDown[slots] = out; // the shared expert writes out first
+        slots++;
         for (int e = 0; e < experts; e++) {
             int m = count[e];
             if (m == 0) {
                 continue;
             }
             stats.add(layer, e, m);
+            Qwen2Weights.SwiGluFfn f = w.experts[e];
+            float[] in = grown(expertIn, e, m * hidden);
             for (int i = 0; i < m; i++) {
-                System.arraycopy(x, tokenOf[e][i] * hidden, gathered, i * hidden, hidden);
+                System.arraycopy(x, tokenOf[e][i] * hidden, in, i * hidden, hidden);
             }
-            FeedForward.swiGlu(pool, w.experts[e], expertOut, gathered, m, gate, up);
+            slotFfn[slots] = f;
+            slotIn[slots] = in;
+            slotTokens[slots] = m;
+            slotGate[slots] = grown(expertGate, e, m * f.ffnSize());
+            slotUp[slots] = grown(expertUp, e, m * f.ffnSize());
+            slotDown[slots] = grown(expertDown, e, m * hidden);
+            slots++;
+        }
+        for (int i = 0; i < slots; i++) {
+            eachMatrix[2 * i] = slotFfn[i].gate;
+            eachMatrix[2 * i + 1] = slotFfn[i].up;
+            eachOut[2 * i] = slotGate[i];
+            eachOut[2 * i + 1] = slotUp[i];
+            eachIn[2 * i] = slotIn[i];
+            eachIn[2 * i + 1] = slotIn[i];
+            eachTokens[2 * i] = slotTokens[i];
+            eachTokens[2 * i + 1] = slotTokens[i];
+        }
+        MatMul.matMulEach(pool, eachOut, eachMatrix, eachIn, eachTokens, 2 * slots);
+        for (int i = 0; i < slots; i++) {
+            SwiGlu.swiGlu(slotGate[i], 0, slotGate[i], 0, slotUp[i], 0, slotTokens[i] * slotFfn[i].ffnSize());
+            eachMatrix[i] = slotFfn[i].down;
+            eachOut[i] = slotDown[i];
+            eachIn[i] = slotGate[i];
+            eachTokens[i] = slotTokens[i];
+        }
+        MatMul.matMulEach(pool, eachOut, eachMatrix, eachIn, eachTokens, slots);
+        // shared expert scaled by sigmoid(shared_expert_gate . x), then the experts by ascending id
+        for (int t = 0; t < n; t++) {
+            float g = VectorOps.dot(w.sharedGate, 0, x, t * hidden, hidden);
+            VectorOps.scaleInPlace(out, t * hidden, hidden, (float) (1.0 / (1.0 + Math.exp(-g))));
+        }
+        for (int slot = 1, e = 0; e < experts; e++) {
+            int m = count[e];
+            if (m == 0) {
+                continue;
+            }
+            float[] expertOut = slotDown[slot++];
             for (int i = 0; i < m; i++) {
                 int t = tokenOf[e][i];
                 float weight = weightOf[e][i];
@@ -139,6 +210,18 @@ final class MoeBlock {
                 }
             }
         }
+        java.util.Arrays.fill(slotFfn, null);
+        java.util.Arrays.fill(slotIn, null);
+        java.util.Arrays.fill(eachMatrix, null);
+        java.util.Arrays.fill(eachIn, null);
+    }
+
+    /** {@code buffers[e]}, grown to at least {@code n} floats (once per new high-water mark). */
+    private static float[] grown(float[][] buffers, int e, int n) {
+        if (buffers[e] == null || buffers[e].length < n) {
+            buffers[e] = new float[n];
+        }
+        return buffers[e];
     }
 
     /**
