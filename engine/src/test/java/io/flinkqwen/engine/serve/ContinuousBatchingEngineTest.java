@@ -255,7 +255,9 @@ class ContinuousBatchingEngineTest {
     @Test
     void requestsOfOneSessionRunOneAtATimeInOrderWhileOthersOverlap() throws Exception {
         try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 4, 8)) {
-            CompletableFuture<GenerationResult> a1 = engine.submit(new GenerationRequest("a1", "a", prompt(1), SamplingParams.greedy(30)));
+            // a1 long enough (its first 30 tokens hold no stop token) that a loaded machine cannot
+            // finish it between two submits: b1 must overlap it
+            CompletableFuture<GenerationResult> a1 = engine.submit(new GenerationRequest("a1", "a", prompt(1), SamplingParams.greedy(300)));
             CompletableFuture<GenerationResult> a2 = engine.submit(new GenerationRequest("a2", "a", prompt(2), SamplingParams.greedy(2)));
             CompletableFuture<GenerationResult> b1 = engine.submit(new GenerationRequest("b1", "b", prompt(3), SamplingParams.greedy(2)));
             b1.get(60, TimeUnit.SECONDS);
