@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.connectors.translate;
 
+import io.flinkqwen.operators.inference.Task;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Locale;
@@ -19,23 +20,13 @@ import org.apache.flink.annotation.PublicEvolving;
  * {@code DE}, {@code German}, {@code german}, a region tag such as {@code pt-BR}, and a few common
  * other names ({@code Farsi}, {@code Filipino}, {@code Mandarin}).
  *
- * <p>The code list is {@code Task}'s (a test checks that {@code Task.translate} accepts every
- * code here and that its prompt names the same language), kept here because {@code Task}'s map
- * is not public.
+ * <p>The code list is {@link Task#languages()}, the one {@code Task.translate} accepts.
  */
 @PublicEvolving
 public final class Languages {
 
     /** Code to English name, sorted by code. */
-    public static final Map<String, String> BY_CODE = Collections.unmodifiableMap(new TreeMap<>(Map.ofEntries(
-            Map.entry("ar", "Arabic"), Map.entry("bn", "Bengali"), Map.entry("cs", "Czech"), Map.entry("de", "German"),
-            Map.entry("en", "English"), Map.entry("es", "Spanish"), Map.entry("fa", "Persian"), Map.entry("fr", "French"),
-            Map.entry("he", "Hebrew"), Map.entry("hi", "Hindi"), Map.entry("id", "Indonesian"), Map.entry("it", "Italian"),
-            Map.entry("ja", "Japanese"), Map.entry("km", "Khmer"), Map.entry("ko", "Korean"), Map.entry("lo", "Lao"),
-            Map.entry("ms", "Malay"), Map.entry("my", "Burmese"), Map.entry("nl", "Dutch"), Map.entry("pl", "Polish"),
-            Map.entry("pt", "Portuguese"), Map.entry("ru", "Russian"), Map.entry("th", "Thai"), Map.entry("tl", "Tagalog"),
-            Map.entry("tr", "Turkish"), Map.entry("uk", "Ukrainian"), Map.entry("ur", "Urdu"), Map.entry("vi", "Vietnamese"),
-            Map.entry("zh", "Chinese"))));
+    public static final Map<String, String> BY_CODE = Task.languages();
 
     /** Lower-case names (English names and a few others) to codes. */
     private static final Map<String, String> BY_NAME;

@@ -226,16 +226,11 @@ public final class Qwen2Weights {
     }
 
     /**
-     * Bytes of weights read per generated token (the decode roofline's numerator); for MoE
-     * layers every expert is counted (an upper bound: one token reads only its top-k).
+     * Bytes of all weight matrices; for MoE layers every expert is counted (a token reads only
+     * its top-k: {@link #activeMatrixBytes()}).
      */
     public long matrixBytes() {
-        long total = output.sizeBytes();
-        for (Layer l : layers) {
-            total += l.wq.sizeBytes() + l.wk.sizeBytes() + l.wv.sizeBytes() + l.wo.sizeBytes();
-            total += l.ffn.sizeBytes();
-        }
-        return total;
+        return matrixBytes(false);
     }
 
     /**
@@ -243,10 +238,14 @@ public final class Qwen2Weights {
      * experts counted k times their size instead of all of them (the same for a dense model).
      */
     public long activeMatrixBytes() {
+        return matrixBytes(true);
+    }
+
+    private long matrixBytes(boolean activeOnly) {
         long total = output.sizeBytes();
         for (Layer l : layers) {
             total += l.wq.sizeBytes() + l.wk.sizeBytes() + l.wv.sizeBytes() + l.wo.sizeBytes();
-            total += l.ffn.activeBytes();
+            total += activeOnly ? l.ffn.activeBytes() : l.ffn.sizeBytes();
         }
         return total;
     }
