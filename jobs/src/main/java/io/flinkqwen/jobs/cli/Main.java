@@ -25,6 +25,7 @@ public final class Main {
                     "  score            teacher-forced top-K logits at every position",
                     "  make-test-model  write a random-weight Qwen2 model (GGUF or Hugging Face)",
                     "  bench            prefill and decode speed, optionally next to llama.cpp",
+                    "  summarize        rolling summaries of JSON log events per source (file, stdin or Kafka)",
                     "  translate        streaming translation of JSON requests (file, stdin or Kafka)",
                     "",
                     "'flink-qwen <command> --help' lists a command's options.");
@@ -57,6 +58,9 @@ public final class Main {
             case "bench":
                 c = new BenchCommand();
                 break;
+            case "summarize":
+                c = new SummarizeCommand(System.getenv());
+                break;
             case "translate":
                 c = new TranslateCommand();
                 break;
@@ -64,6 +68,11 @@ public final class Main {
                 err.println("error: unknown command '" + command + "'\n\n" + USAGE);
                 return 2;
         }
+        return run(c, rest, out, err);
+    }
+
+    /** Runs one command with its arguments; returns the exit code. */
+    static int run(Command c, List<String> rest, PrintStream out, PrintStream err) {
         if (rest.contains("--help") || rest.contains("-h")) {
             out.println(c.usage());
             return 0;
