@@ -57,12 +57,14 @@ class ShadedJarPackagingTest {
             }) {
                 assertTrue(j.getEntry(absent) == null, absent + " must not be in " + jar + " (the cluster has it)");
             }
-            // the Kafka connector's table factory survives the merge of service files
+            // the Kafka connector's table factory survives the merge of service files ...
             ZipEntry factories = j.getEntry("META-INF/services/org.apache.flink.table.factories.Factory");
             assertNotNull(factories, "service file of the Kafka table factories missing");
             try (InputStream s = j.getInputStream(factories)) {
                 String text = new String(s.readAllBytes(), StandardCharsets.UTF_8);
                 assertTrue(text.contains("org.apache.flink.streaming.connectors.kafka.table.KafkaDynamicTableFactory"), text);
+                // ... and so does ours: CREATE MODEL ... WITH ('provider' = 'qwen2') from the SQL client
+                assertTrue(text.contains("io.flinkqwen.operators.sql.QwenModelProviderFactory"), text);
                 assertFalse(text.isBlank());
             }
         }

@@ -132,6 +132,11 @@ public final class Task implements Serializable {
                 + ". Answer with the translation only, nothing else.");
     }
 
+    /** The languages {@link #translate} accepts: ISO 639-1 code to English name, sorted by code. */
+    public static Map<String, String> languages() {
+        return java.util.Collections.unmodifiableMap(LANGUAGES);
+    }
+
     public String name() {
         return name;
     }

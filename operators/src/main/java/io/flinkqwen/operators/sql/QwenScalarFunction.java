@@ -1,0 +1,71 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.operators.sql;
+
+import io.flinkqwen.engine.tokenizer.ChatMl;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Supplier;
+import org.apache.flink.annotation.PublicEvolving;
+import org.apache.flink.table.functions.FunctionContext;
+import org.apache.flink.table.functions.ScalarFunction;
+
+/**
+ * The synchronous Qwen2 SQL functions' base: {@code eval} blocks the task thread until the
+ * model answers. Parallel instances in one JVM share one engine ({@link SharedEngines}), which
+ * batches their concurrent calls; one instance has one call in flight. For many calls in flight
+ * per instance use the {@code *Async} twin.
+ *
+ * <p>Errors: a SQL function has no side output, so a call that cannot be answered (an unknown
+ * language, {@code max_tokens} below 1, a prompt longer than the model's context, a failed
+ * engine) throws, with the function's name and the bad value in the message, and the job fails
+ * (or restarts, as its restart strategy says). NULL arguments give NULL. Filter bad rows in SQL
+ * first where a job must go on.
+ *
+ * <p>Options: see {@link QwenFunctionOptions}. Greedy decoding, so the same argument gives the
+ * same answer; constant folding is off, so the planner never runs the model at planning time.
+ */
+@PublicEvolving
+public abstract class QwenScalarFunction extends ScalarFunction {
+
+    private static final long serialVersionUID = 1L;
+
+    final FunctionCore core;
+
+    protected QwenScalarFunction(String sqlName, Map<String, String> options) {
+        this.core = new FunctionCore(sqlName, options);
+    }
+
+    @Override
+    public void open(FunctionContext context) throws Exception {
+        core.open(context);
+    }
+
+    @Override
+    public void close() throws Exception {
+        core.close();
+    }
+
+    @Override
+    public boolean supportsConstantFolding() {
+        return false;
+    }
+
+    /** The answer to the conversation {@code prompt} builds (its argument errors carry the function's name). */
+    protected String answer(Supplier<List<ChatMl.Message>> prompt, Integer maxTokens) {
+        List<ChatMl.Message> conversation;
+        try {
+            conversation = prompt.get();
+        } catch (IllegalArgumentException e) {
+            throw core.badArgument(e);
+        }
+        return core.answer(conversation, core.sampling(maxTokens));
+    }
+
+    String systemPrompt() {
+        return core.systemPrompt();
+    }
+}
