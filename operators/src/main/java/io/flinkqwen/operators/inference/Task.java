@@ -32,11 +32,6 @@ public final class Task implements Serializable {
             Map.entry("tr", "Turkish"), Map.entry("uk", "Ukrainian"), Map.entry("ur", "Urdu"), Map.entry("vi", "Vietnamese"),
             Map.entry("zh", "Chinese")));
 
-    /** The languages {@link #translate} accepts: ISO 639-1 code to English name, sorted by code. */
-    public static Map<String, String> languages() {
-        return java.util.Collections.unmodifiableMap(LANGUAGES);
-    }
-
     private final String name;
     private final String systemPrompt;
     private final Summaries summaries; // null: every event is answered
