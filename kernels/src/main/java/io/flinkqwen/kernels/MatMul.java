@@ -333,19 +333,27 @@ public final class MatMul {
      * 2^56). Infinite and NaN halves are not supported, as in {@link Simd#halfToFloat}.
      */
     static float dotF16Scaled(short[] h, int ho, float[] xs, int xo, int n) {
+        // four accumulators: with two, the FMA latency chain (not loads) bounded the loop
         FloatVector acc0 = FloatVector.zero(F);
         FloatVector acc1 = acc0;
+        FloatVector acc2 = acc0;
+        FloatVector acc3 = acc0;
         int c = 0;
-        int upper2 = n - n % (2 * L);
-        for (; c < upper2; c += 2 * L) {
+        int upper4 = n - n % (4 * L);
+        for (; c < upper4; c += 4 * L) {
             acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, xo + c), acc0);
             acc1 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c + L))
                     .fma(FloatVector.fromArray(F, xs, xo + c + L), acc1);
+            acc2 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c + 2 * L))
+                    .fma(FloatVector.fromArray(F, xs, xo + c + 2 * L), acc2);
+            acc3 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c + 3 * L))
+                    .fma(FloatVector.fromArray(F, xs, xo + c + 3 * L), acc3);
         }
         for (; c < F.loopBound(n); c += L) {
             acc0 = Simd.halfBitsScaled(ShortVector.fromArray(Simd.S, h, ho + c)).fma(FloatVector.fromArray(F, xs, xo + c), acc0);
         }
-        return f16Tail(acc0.add(acc1).reduceLanes(VectorOperators.ADD) * Simd.HALF_SCALE_BACK, h, ho, xs, xo, c, n);
+        float sum = acc0.add(acc1).add(acc2.add(acc3)).reduceLanes(VectorOperators.ADD);
+        return f16Tail(sum * Simd.HALF_SCALE_BACK, h, ho, xs, xo, c, n);
     }
 
     // ---- one token: dot the stored row with x ----
