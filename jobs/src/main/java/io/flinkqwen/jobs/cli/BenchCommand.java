@@ -52,6 +52,7 @@ final class BenchCommand implements Main.Command {
     /** Qwen's regular BPE tokens end here; ids from 151643 up are special tokens. */
     private static final int QWEN_REGULAR_TOKENS = 151643;
 
+    /** Prefill chunk: tokens per forward call, and the most sequences a decode batch holds. */
     private static final int CHUNK_TOKENS = 64;
 
     @Override
@@ -59,14 +60,16 @@ final class BenchCommand implements Main.Command {
         return String.join(
                 "\n",
                 "usage: flink-qwen bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--batch B]",
-                "         [--threads N] [--runs R] [--warmup W] [--vs-llama-cpp] [--oracle-dir DIR]",
+                "         [--threads N] [--runs R] [--warmup W] [--chunk-tokens N] [--vs-llama-cpp] [--oracle-dir DIR]",
                 "         [--bandwidth-gb-s X] [--output json|text]",
                 "",
                 "  --prompt-tokens  prompt length (default 128); ids are (13 + 7919 i) mod vocabulary",
                 "  --gen-tokens     tokens decoded greedily after the prompt (default 64)",
                 "  --batch          sequences decoded together (one forward pass per step for all;",
-                "                   default 1, at most 64); llama.cpp then decodes as many sequences of one",
-                "                   context together",
+                "                   default 1, at most --chunk-tokens); llama.cpp then decodes as many",
+                "                   sequences of one context together",
+                "  --chunk-tokens   prompt tokens per forward pass (default 64); more give a MoE layer's",
+                "                   experts more tokens each",
                 "  --threads        kernel threads (default: available processors); llama.cpp gets the same",
                 "  --runs           timed runs (default 3); medians, min and max are reported",
                 "  --warmup         untimed runs first (default 1), for both engines",
@@ -88,15 +91,16 @@ final class BenchCommand implements Main.Command {
                         argv,
                         Set.of(
                                 "model", "prompt-tokens", "gen-tokens", "batch", "threads", "runs", "warmup",
-                                "oracle-dir", "output", "bandwidth-gb-s"),
+                                "oracle-dir", "output", "bandwidth-gb-s", "chunk-tokens"),
                         Set.of("vs-llama-cpp"));
         String output = a.string("output", "json");
         if (!output.equals("json") && !output.equals("text")) {
             throw new Args.UsageException("bench: --output must be json or text, got '" + output + "'");
         }
         int batch = positive(a, "batch", 1);
-        if (batch > CHUNK_TOKENS) {
-            throw new Args.UsageException("bench: --batch must be at most " + CHUNK_TOKENS + ", got " + batch);
+        int chunk = positive(a, "chunk-tokens", CHUNK_TOKENS);
+        if (batch > chunk) {
+            throw new Args.UsageException("bench: --batch must be at most --chunk-tokens (" + chunk + "), got " + batch);
         }
         int promptTokens = positive(a, "prompt-tokens", 128);
         int genTokens = positive(a, "gen-tokens", 64);
@@ -134,7 +138,7 @@ final class BenchCommand implements Main.Command {
             o.put("weights_bytes", weightBytes);
             o.put("weights_on_heap", model.weights().onHeap());
             try (KernelPool pool = new KernelPool(threads)) {
-                Qwen2Model forward = model.newForward(pool, CHUNK_TOKENS);
+                Qwen2Model forward = model.newForward(pool, chunk);
                 for (int r = 0; r < warmup + runs; r++) {
                     double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens) : batchRun(forward, prompt, genTokens, batch);
                     if (r == 0) {

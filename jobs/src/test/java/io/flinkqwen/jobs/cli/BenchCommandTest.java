@@ -112,6 +112,14 @@ class BenchCommandTest {
                 o.get("decode_weight_gb_per_s").asDouble(), 0.01);
         r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "65");
         assertEquals(2, r.code());
+        r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "9", "--chunk-tokens", "8");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("--batch must be at most --chunk-tokens (8), got 9"), r.err());
+        // a prompt of 6 in chunks of 4: two forward calls, the same speeds reported
+        r = MainTest.run("bench", "--model", gguf.toString(), "--chunk-tokens", "4", "--prompt-tokens", "6",
+                "--gen-tokens", "3", "--runs", "1", "--warmup", "0", "--threads", "1", "--bandwidth-gb-s", "20");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(new ObjectMapper().readTree(r.out()).get("prefill_tokens_per_s").asDouble() > 0, r.out());
     }
 
     @Test
