@@ -313,8 +313,9 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             }
             step(running);
             long bytes = idleKvBytes;
-            for (Sequence s : running) {
-                bytes += s.cache == null ? 0 : s.cache.sizeBytes();
+            for (int j = 0; j < running.size(); j++) { // no iterator per step
+                KvCache c = running.get(j).cache;
+                bytes += c == null ? 0 : c.sizeBytes();
             }
             kvBytesInUse = bytes;
             idleKvBytesNow = idleKvBytes;
