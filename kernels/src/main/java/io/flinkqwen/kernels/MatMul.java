@@ -604,8 +604,7 @@ public final class MatMul {
 
     /**
      * Row {@code r}'s results for tokens {@code t .. t + n)}, parked at {@code tmp[at]}, into out.
-     * Takes no vectors: a vector argument of a call the JIT does not inline is boxed (and was, in
-     * the MoE prefill, where a scatter taking vectors cost 40% of the time).
+     * Takes no vectors: a vector argument of a call the JIT does not inline is boxed.
      */
     private static void copyOut(float[] out, int rows, int r, int t, int n, float[] tmp, int at) {
         for (int j = 0; j < n; j++) {
