@@ -5,8 +5,6 @@
  */
 package io.flinkqwen.kernels;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 
 /**
  * A heap copy of a {@link WeightMatrix}'s rows in the layout its kernels read fastest; see
@@ -80,6 +78,7 @@ final class PackedRows {
         short[][] halves = type == DType.F16 || type == DType.BF16 ? new short[blocks][] : null;
         float[][] floats = type == DType.F32 ? new float[blocks][] : null;
         byte[] row = new byte[w.rowBytes()];
+        Scratch scratch = new Scratch(); // its views are made once per chunk, not per row
         for (int b = 0; b < blocks; b++) {
             int r0 = b * rowsPerBlock;
             int n = Math.min(rowsPerBlock, rows - r0);
@@ -103,7 +102,7 @@ final class PackedRows {
                 case BF16: {
                     short[] h = new short[n * cols];
                     for (int i = 0; i < n; i++) {
-                        littleEndian(w.chunk(r0 + i)).asShortBuffer().get(w.offset(r0 + i) >>> 1, h, i * cols, cols);
+                        scratch.shortView(w.chunk(r0 + i)).get(w.offset(r0 + i) >>> 1, h, i * cols, cols);
                     }
                     halves[b] = h;
                     break;
@@ -111,7 +110,7 @@ final class PackedRows {
                 case F32: {
                     float[] f = new float[n * cols];
                     for (int i = 0; i < n; i++) {
-                        littleEndian(w.chunk(r0 + i)).asFloatBuffer().get(w.offset(r0 + i) >>> 2, f, i * cols, cols);
+                        scratch.floatView(w.chunk(r0 + i)).get(w.offset(r0 + i) >>> 2, f, i * cols, cols);
                     }
                     floats[b] = f;
                     break;
@@ -121,11 +120,5 @@ final class PackedRows {
             }
         }
         return new PackedRows(type, rowsPerBlock, quants, scales, halves, floats);
-    }
-
-    private static ByteBuffer littleEndian(ByteBuffer chunk) {
-        ByteBuffer d = chunk.duplicate();
-        d.clear();
-        return d.order(ByteOrder.LITTLE_ENDIAN);
     }
 }

@@ -190,32 +190,24 @@ public final class Quantize {
 
     /** Row {@code row} of a packed matrix ({@link WeightMatrix#packOnHeap}) decoded into out. */
     static void dequantizePacked(float[] out, int outOff, WeightMatrix w, PackedRows p, int row) {
-        dequantizePacked(out, outOff, w, p, row, 0, w.cols());
-    }
-
-    /**
-     * Columns {@code [c0, c0 + n)} of row {@code row} of a packed matrix decoded into {@code
-     * out[outOff ..]}; for Q8_0 {@code c0} and {@code n} are multiples of 32.
-     */
-    static void dequantizePacked(float[] out, int outOff, WeightMatrix w, PackedRows p, int row, int c0, int n) {
         int cols = w.cols();
         int b = row / p.rowsPerBlock;
         int i = row - b * p.rowsPerBlock;
         switch (p.dtype) {
             case F32:
-                System.arraycopy(p.floats[b], i * cols + c0, out, outOff, n);
+                System.arraycopy(p.floats[b], i * cols, out, outOff, cols);
                 break;
             case F16:
             case BF16:
-                decodeHalves(out, outOff, p.halves[b], i * cols + c0, n, p.dtype == DType.BF16);
+                decodeHalves(out, outOff, p.halves[b], i * cols, cols, p.dtype == DType.BF16);
                 break;
             case Q8_0: {
                 byte[] q = p.quants[b];
                 float[] s = p.scales[b];
-                int qo = i * cols + c0;
-                int so = (i * cols + c0) / QK;
+                int qo = i * cols;
+                int so = i * (cols / QK);
                 int step = Simd.B.length();
-                for (int k = 0; k < n / QK; k++) {
+                for (int k = 0; k < cols / QK; k++) {
                     FloatVector d = FloatVector.broadcast(F, s[so + k]);
                     int dst = outOff + k * QK;
                     for (int j = 0; j < QK; j += step) {
