@@ -61,15 +61,6 @@ final class MoeBlock {
     private final float[][] expertUp;
     private final float[][] expertDown;
 
-    // one token (decode): the shared expert and the token's k experts in three pool hand-offs
-    private final int[] oneIds; // (topK) the chosen experts, ascending
-    private final float[] oneWeights; // (topK) their routing weights
-    private final WeightMatrix[] oneGateUp; // (2 (topK + 1)) gate, up of shared, then each expert
-    private final float[][] oneGateUpOut;
-    private final WeightMatrix[] oneDown; // (topK + 1)
-    private final float[][] oneDownIn; // the gate buffers, holding silu(gate) * up
-    private final float[][] oneDownOut; // (topK + 1, hidden)
-
     MoeBlock(Qwen2MoeConfig c, KernelPool pool, int maxChunk) {
         this.pool = pool;
         this.hidden = c.hiddenSize();
@@ -100,17 +91,6 @@ final class MoeBlock {
         expertGate = new float[experts][];
         expertUp = new float[experts][];
         expertDown = new float[experts][];
-        int slots = topK + 1;
-        oneIds = new int[topK];
-        oneWeights = new float[topK];
-        oneGateUp = new WeightMatrix[2 * slots];
-        oneGateUpOut = new float[2 * slots][ffn];
-        oneDown = new WeightMatrix[slots];
-        oneDownIn = new float[slots][];
-        for (int i = 0; i < slots; i++) {
-            oneDownIn[i] = oneGateUpOut[2 * i];
-        }
-        oneDownOut = new float[slots][hidden];
     }
 
     RouterStats stats() {
@@ -124,10 +104,6 @@ final class MoeBlock {
     void forward(Qwen2Weights.MoeFfn w, int layer, float[] out, float[] x, int n) {
         // router logits, (n, experts)
         MatMul.matMul(pool, routerLogits, w.router, x, n);
-        if (n == 1) {
-            forwardOne(w, layer, out, x);
-            return;
-        }
         // route each token: softmax over all experts, then top-k
         for (int t = 0; t < n; t++) {
             route(routerLogits, t * experts, experts, topK, normTopkProb, chosen, chosenWeight, t * topK);
@@ -222,63 +198,6 @@ final class MoeBlock {
             buffers[e] = new float[n];
         }
         return buffers[e];
-    }
-
-    /**
-     * {@link #forward} for one token, routed by the logits already in {@code routerLogits}: the
-     * gate and up projections of the shared expert and of the k chosen experts in one pool
-     * hand-off (they all read x), their down projections in another, instead of two hand-offs
-     * per expert; small expert matrices leave the pool's fixed cost per hand-off significant.
-     * The expert outputs are added in the grouped path's order (shared, then by ascending id).
-     */
-    private void forwardOne(Qwen2Weights.MoeFfn w, int layer, float[] out, float[] x) {
-        route(routerLogits, 0, experts, topK, normTopkProb, chosen, chosenWeight, 0);
-        stats.margin(0, 1, topKMargin(routerLogits, 0, 0));
-        // the chosen experts by ascending id, as the grouped path visits them
-        for (int j = 0; j < topK; j++) {
-            oneIds[j] = chosen[j];
-            oneWeights[j] = chosenWeight[j];
-        }
-        for (int i = 1; i < topK; i++) {
-            for (int j = i; j > 0 && oneIds[j - 1] > oneIds[j]; j--) {
-                int id = oneIds[j];
-                oneIds[j] = oneIds[j - 1];
-                oneIds[j - 1] = id;
-                float wt = oneWeights[j];
-                oneWeights[j] = oneWeights[j - 1];
-                oneWeights[j - 1] = wt;
-            }
-        }
-        int slots = topK + 1;
-        for (int i = 0; i < slots; i++) {
-            Qwen2Weights.SwiGluFfn f = i == 0 ? w.shared : w.experts[oneIds[i - 1]];
-            oneGateUp[2 * i] = f.gate;
-            oneGateUp[2 * i + 1] = f.up;
-            oneDown[i] = f.down;
-            if (i > 0) {
-                stats.add(layer, oneIds[i - 1], 1);
-            }
-        }
-        MatMul.matMulMany(pool, oneGateUpOut, oneGateUp, x, 1);
-        for (int i = 0; i < slots; i++) {
-            int ffn = oneDown[i].cols();
-            SwiGlu.swiGlu(oneGateUpOut[2 * i], 0, oneGateUpOut[2 * i], 0, oneGateUpOut[2 * i + 1], 0, ffn);
-        }
-        MatMul.matMulEach(pool, oneDownOut, oneDown, oneDownIn, slots, 1);
-        float g = VectorOps.dot(w.sharedGate, 0, x, 0, hidden);
-        System.arraycopy(oneDownOut[0], 0, out, 0, hidden);
-        VectorOps.scaleInPlace(out, 0, hidden, (float) (1.0 / (1.0 + Math.exp(-g))));
-        for (int j = 0; j < topK; j++) {
-            float weight = oneWeights[j];
-            float[] e = oneDownOut[j + 1];
-            for (int d = 0; d < hidden; d++) {
-                out[d] += weight * e[d];
-            }
-        }
-        for (int i = 0; i < oneGateUp.length; i++) {
-            oneGateUp[i] = null;
-        }
-        java.util.Arrays.fill(oneDown, null);
     }
 
     /**
