@@ -183,6 +183,21 @@ class SqlCommandTest {
     }
 
     @Test
+    void offlineTheDefaultModelFallsBackToRandomWeightsOfItsShape() throws Exception {
+        Path cache = dir.resolve("fallback-cache");
+        java.util.Map<String, String> offline = java.util.Map.of("HF_HUB_OFFLINE", "1", "HF_HOME",
+                dir.resolve("hf").toString(), "FLINK_QWEN_CACHE", cache.toString());
+        ModelArgs.RandomWeights tiny = new ModelArgs.RandomWeights("tiny", DType.F32, 3, cache);
+        Path script = dir.resolve("one.sql");
+        Files.writeString(script, "SELECT QWEN_GENERATE('hi', 2) AS a;");
+        SummarizeCommandTest.Run r = SummarizeCommandTest.run(new SqlCommand(offline, tiny), "--file", script.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("sql: cannot download Qwen/Qwen2-0.5B-Instruct (HF_HUB_OFFLINE is set"), r.err());
+        assertTrue(r.err().contains("model random-weights-tiny-shape"), r.err());
+        assertEquals(1, rows(r.out()).size(), r.out());
+    }
+
+    @Test
     void splitHonoursQuotesAndComments() {
         assertEquals(List.of("SELECT 'a;b', \"c;d\", `e;f`", "SELECT 2 -- x; y", "SELECT 'it''s; fine'"),
                 SqlCommand.split("-- lead; comment\nSELECT 'a;b', \"c;d\", `e;f`;\n/* x; */ SELECT 2 -- x; y\n;"
