@@ -27,6 +27,7 @@ public final class Main {
                     "  bench            prefill and decode speed, optionally next to llama.cpp",
                     "  summarize        rolling summaries of JSON log events per source (file, stdin or Kafka)",
                     "  translate        streaming translation of JSON requests (file, stdin or Kafka)",
+                    "  sql              run a SQL script with the QWEN_* functions on an embedded MiniCluster",
                     "",
                     "'flink-qwen <command> --help' lists a command's options.");
 
@@ -62,7 +63,10 @@ public final class Main {
                 c = new SummarizeCommand(System.getenv());
                 break;
             case "translate":
-                c = new TranslateCommand();
+                c = new TranslateCommand(System.getenv());
+                break;
+            case "sql":
+                c = new SqlCommand(System.getenv());
                 break;
             default:
                 err.println("error: unknown command '" + command + "'\n\n" + USAGE);

@@ -11,13 +11,12 @@ import io.flinkqwen.connectors.format.TranslationRequestFormat;
 import io.flinkqwen.connectors.format.TranslationResultFormat;
 import io.flinkqwen.connectors.translate.Languages;
 import io.flinkqwen.connectors.translate.TranslationPipeline;
-import io.flinkqwen.engine.hub.ModelLocator;
 import io.flinkqwen.operators.inference.QwenInference;
 import java.io.PrintStream;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
@@ -29,6 +28,20 @@ import org.apache.flink.types.Either;
  * launcher, on the cluster when started with {@code flink run}.
  */
 final class TranslateCommand implements Main.Command {
+
+    private final Map<String, String> env;
+    private final ModelArgs.RandomWeights fallback;
+
+    /** @param env the variables the hub client and the fallback cache read ({@code System.getenv()}) */
+    TranslateCommand(Map<String, String> env) {
+        this(env, ModelArgs.RandomWeights.qwen2_0_5b(env));
+    }
+
+    /** @param fallback the random-weight model that replaces Qwen2-0.5B offline; null: none */
+    TranslateCommand(Map<String, String> env, ModelArgs.RandomWeights fallback) {
+        this.env = env;
+        this.fallback = fallback;
+    }
 
     @Override
     public String usage() {
@@ -74,10 +87,8 @@ final class TranslateCommand implements Main.Command {
         StreamingJob job = StreamingJob.parse("translate", a);
         int threads = StreamingJob.positive("translate", a, "threads", 1);
 
-        Path model = ModelLocator.resolve(a.string("model"));
         QwenInference.Builder inference = QwenInference.builder()
-                .model(model)
-                .modelName(model.getFileName().toString())
+                .model(a.string("model")) // checked here, resolved below
                 .contextPolicy(a.integer("context-tokens", 4096), 4)
                 .maxNewTokens(a.integer("max-new-tokens", 128))
                 .engine(4, 16, threads);
@@ -87,6 +98,10 @@ final class TranslateCommand implements Main.Command {
             throw new Args.UsageException("translate: " + e.getMessage());
         }
         job.checkInput();
+
+        // after every usage check: resolving may download the model or write the fallback
+        ModelArgs.JobModel model = ModelArgs.resolveForJob("translate", a.string("model"), env, fallback, err);
+        inference.model(model.path()).modelName(model.name());
 
         StreamExecutionEnvironment env = job.environment();
         String defaultTarget = languages.size() == 1 ? languages.iterator().next() : null;

@@ -123,4 +123,24 @@ class TranslateCommandTest {
         assertEquals(2, r.code());
         assertTrue(r.err().contains("maxNewTokens (5000) leaves no room"), r.err());
     }
+
+    @Test
+    void offlineQwen2HalfBFallsBackToRandomWeightsOfItsShapeAndEveryResultIsMarked() throws Exception {
+        Path cache = dir.resolve("fallback-cache");
+        java.util.Map<String, String> offline = java.util.Map.of("HF_HUB_OFFLINE", "1", "HF_HOME",
+                dir.resolve("hf").toString(), "FLINK_QWEN_CACHE", cache.toString());
+        // Qwen2-0.5B's shape in the command; the tiny one here to stay fast
+        ModelArgs.RandomWeights tiny = new ModelArgs.RandomWeights("tiny", DType.F32, 3, cache);
+        Path requests = dir.resolve("fallback.jsonl");
+        Files.writeString(requests, "{\"id\":\"a1\",\"key\":\"doc-a\",\"text\":\"hello world\"}\n");
+        SummarizeCommandTest.Run r = SummarizeCommandTest.run(new TranslateCommand(offline, tiny), "--model",
+                "Qwen/Qwen2-0.5B-Instruct", "--input", requests.toString(), "--to", "de", "--max-new-tokens", "2",
+                "--context-tokens", "256");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("translate: cannot download Qwen/Qwen2-0.5B-Instruct (HF_HUB_OFFLINE is set"), r.err());
+        assertTrue(r.err().contains("RUNNING ON RANDOM WEIGHTS"), r.err());
+        String[] lines = r.out().strip().split("\n");
+        assertEquals(1, lines.length, r.out());
+        assertEquals("random-weights-tiny-shape", new ObjectMapper().readTree(lines[0]).get("model").asText(), lines[0]);
+    }
 }

@@ -1,0 +1,250 @@
+/*
+ * Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file
+ * except in compliance with the License. You may obtain a copy of the License at
+ * http://www.apache.org/licenses/LICENSE-2.0
+ */
+package io.flinkqwen.jobs.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.flinkqwen.operators.sql.QwenGenerateAsync;
+import io.flinkqwen.operators.sql.QwenSummarizeAsync;
+import io.flinkqwen.operators.sql.QwenTranslateAsync;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.configuration.CoreOptions;
+import org.apache.flink.configuration.JobManagerOptions;
+import org.apache.flink.configuration.PipelineOptions;
+import org.apache.flink.configuration.RestOptions;
+import org.apache.flink.configuration.TaskManagerOptions;
+import org.apache.flink.table.api.EnvironmentSettings;
+import org.apache.flink.table.api.ResultKind;
+import org.apache.flink.table.api.TableEnvironment;
+import org.apache.flink.table.api.TableResult;
+import org.apache.flink.types.Row;
+import org.apache.flink.types.RowKind;
+import org.apache.flink.util.CloseableIterator;
+
+/**
+ * {@code sql}: runs the statements of a SQL file, in order, on an embedded MiniCluster
+ * TableEnvironment (streaming mode) with {@code QWEN_GENERATE}, {@code QWEN_SUMMARIZE} and
+ * {@code QWEN_TRANSLATE} registered (the async classes) and {@code --model} as their model.
+ * Query results are printed as one JSON object per row on stdout.
+ */
+final class SqlCommand implements Main.Command {
+
+    /** Replaced in the script by the resolved model's path (for {@code CREATE MODEL ... 'model' = '${model}'}). */
+    static final String MODEL_PLACEHOLDER = "${model}";
+
+    private final Map<String, String> env;
+    private final ModelArgs.RandomWeights fallback;
+
+    SqlCommand(Map<String, String> env) {
+        this(env, ModelArgs.RandomWeights.qwen2_0_5b(env));
+    }
+
+    /** @param fallback the random-weight model that replaces the default one offline; null: none */
+    SqlCommand(Map<String, String> env, ModelArgs.RandomWeights fallback) {
+        this.env = env;
+        this.fallback = fallback;
+    }
+
+    @Override
+    public String usage() {
+        return String.join("\n",
+                "usage: flink-qwen sql --file FILE.sql [--model PATH|HF_ID] [--max-new-tokens N] [--parallelism N]",
+                "",
+                "Runs the file's statements (separated by ';') in order on an embedded MiniCluster, streaming mode,",
+                "with QWEN_GENERATE(prompt [, max_tokens]), QWEN_SUMMARIZE(text) and QWEN_TRANSLATE(text, lang)",
+                "registered. Each query's rows are printed as one JSON object per row on stdout (column name:",
+                "value); INSERT statements run to their end. A failing statement stops the script with one line",
+                "naming its number, exit code 1.",
+                "",
+                "  --model            the functions' model (qwen.model.path), also written into the script where",
+                "                     it says " + MODEL_PLACEHOLDER + " (e.g. CREATE MODEL ... 'model' = '" + MODEL_PLACEHOLDER
+                        + "'); default " + ModelArgs.DEFAULT_MODEL + ",",
+                "                     random weights of its shape where it cannot be downloaded (as summarize)",
+                "  --max-new-tokens   the functions' default (qwen.max-new-tokens, 128)",
+                "  --parallelism      default parallelism of the queries (default 1)",
+                "A script's own SET 'pipeline.global-job-parameters' = '...' replaces these job parameters.");
+    }
+
+    @Override
+    public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
+        Args a = Args.parse("sql", argv, Set.of("file", "model", "max-new-tokens", "parallelism"), Set.of());
+        Path file = Path.of(a.string("file"));
+        int parallelism = StreamingJob.positive("sql", a, "parallelism", 1);
+        int maxNewTokens = StreamingJob.positive("sql", a, "max-new-tokens", 128);
+        String script;
+        try {
+            script = Files.readString(file, StandardCharsets.UTF_8);
+        } catch (IOException | RuntimeException e) {
+            throw new Args.UsageException("sql: --file " + file + ": cannot read it (" + Main.describe(e) + ")");
+        }
+        if (split(script).isEmpty()) {
+            throw new Args.UsageException("sql: --file " + file + " has no statements");
+        }
+
+        // after every usage check: resolving may download the model or write the fallback
+        ModelArgs.JobModel model =
+                ModelArgs.resolveForJob("sql", a.string("model", ModelArgs.DEFAULT_MODEL), env, fallback, err);
+        String modelPath = model.path().toString();
+        List<String> statements = split(script.replace(MODEL_PLACEHOLDER, modelPath.replace("'", "''")));
+
+        Configuration conf = new Configuration();
+        // the embedded MiniCluster listens on loopback only
+        conf.set(RestOptions.BIND_ADDRESS, "127.0.0.1");
+        conf.set(RestOptions.ADDRESS, "127.0.0.1");
+        conf.set(JobManagerOptions.BIND_HOST, "127.0.0.1");
+        conf.set(TaskManagerOptions.BIND_HOST, "127.0.0.1");
+        conf.set(TaskManagerOptions.HOST, "127.0.0.1");
+        conf.set(CoreOptions.DEFAULT_PARALLELISM, parallelism);
+        conf.setString("restart-strategy.type", "none");
+        conf.set(PipelineOptions.GLOBAL_JOB_PARAMETERS, Map.of(
+                "qwen.model.path", modelPath, "qwen.max-new-tokens", String.valueOf(maxNewTokens)));
+        TableEnvironment t = TableEnvironment.create(
+                EnvironmentSettings.newInstance().inStreamingMode().withConfiguration(conf).build());
+        t.createTemporarySystemFunction("QWEN_GENERATE", new QwenGenerateAsync());
+        t.createTemporarySystemFunction("QWEN_SUMMARIZE", new QwenSummarizeAsync());
+        t.createTemporarySystemFunction("QWEN_TRANSLATE", new QwenTranslateAsync());
+        err.println("sql: " + statements.size() + " statements from " + file + ", model " + model.name());
+
+        ObjectMapper json = new ObjectMapper();
+        for (int i = 0; i < statements.size(); i++) {
+            String statement = statements.get(i);
+            try {
+                execute(t, statement, json, out);
+            } catch (Exception e) {
+                throw new StatementException("sql: statement " + (i + 1) + " (" + abbreviate(statement, 60) + ") failed: "
+                        + oneLine(e));
+            }
+        }
+        out.flush();
+    }
+
+    private static void execute(TableEnvironment t, String statement, ObjectMapper json, PrintStream out)
+            throws Exception {
+        TableResult result = t.executeSql(statement);
+        String keyword = statement.split("\\s+", 2)[0].toUpperCase(Locale.ROOT);
+        if (keyword.equals("INSERT") || keyword.equals("EXECUTE")) {
+            result.await();
+            return;
+        }
+        if (result.getResultKind() != ResultKind.SUCCESS_WITH_CONTENT) {
+            return;
+        }
+        List<String> names = result.getResolvedSchema().getColumnNames();
+        try (CloseableIterator<Row> rows = result.collect()) {
+            while (rows.hasNext()) {
+                Row row = rows.next();
+                Map<String, Object> o = new LinkedHashMap<>();
+                if (row.getKind() != RowKind.INSERT) {
+                    o.put("_op", row.getKind().shortString());
+                }
+                for (int c = 0; c < names.size(); c++) {
+                    o.put(names.get(c), value(row.getField(c)));
+                }
+                out.println(json.writeValueAsString(o));
+            }
+        }
+    }
+
+    private static Object value(Object v) {
+        if (v == null || v instanceof String || v instanceof Number || v instanceof Boolean) {
+            return v;
+        }
+        return String.valueOf(v);
+    }
+
+    /**
+     * The statements of a script: split on {@code ;} outside quotes ({@code '...'}, {@code
+     * "..."}, {@code `...`}) and comments ({@code -- ...}, {@code /* ... *}{@code /}), comments
+     * before a statement dropped, blank statements left out.
+     */
+    static List<String> split(String script) {
+        List<String> statements = new ArrayList<>();
+        StringBuilder current = new StringBuilder();
+        int n = script.length();
+        int i = 0;
+        while (i < n) {
+            char ch = script.charAt(i);
+            if (ch == '-' && i + 1 < n && script.charAt(i + 1) == '-') {
+                int end = script.indexOf('\n', i);
+                end = end < 0 ? n : end;
+                if (current.toString().isBlank()) {
+                    current.setLength(0);
+                } else {
+                    current.append(script, i, end);
+                }
+                i = end;
+            } else if (ch == '/' && i + 1 < n && script.charAt(i + 1) == '*') {
+                int end = script.indexOf("*/", i + 2);
+                end = end < 0 ? n : end + 2;
+                if (current.toString().isBlank()) {
+                    current.setLength(0);
+                } else {
+                    current.append(script, i, end);
+                }
+                i = end;
+            } else if (ch == '\'' || ch == '"' || ch == '`') {
+                // a doubled quote inside is an escaped one: the loop ends the literal and starts another
+                int end = script.indexOf(ch, i + 1);
+                end = end < 0 ? n : end + 1;
+                current.append(script, i, end);
+                i = end;
+            } else if (ch == ';') {
+                add(statements, current);
+                i++;
+            } else {
+                current.append(ch);
+                i++;
+            }
+        }
+        add(statements, current);
+        return statements;
+    }
+
+    private static void add(List<String> statements, StringBuilder current) {
+        String s = current.toString().strip();
+        if (!s.isEmpty()) {
+            statements.add(s);
+        }
+        current.setLength(0);
+    }
+
+    /** The exception's message and its root cause's, on one line. */
+    static String oneLine(Throwable e) {
+        String msg = Main.describe(e);
+        Throwable root = e;
+        while (root.getCause() != null && root.getCause() != root) {
+            root = root.getCause();
+        }
+        if (root != e && root.getMessage() != null && !msg.contains(root.getMessage())) {
+            msg += ": " + root.getMessage();
+        }
+        return abbreviate(msg, 1000);
+    }
+
+    private static String abbreviate(String s, int max) {
+        String line = s.replaceAll("\\s+", " ").strip();
+        return line.length() <= max ? line : line.substring(0, max - 3) + "...";
+    }
+
+    /** A statement failed; the message is the whole report. */
+    static final class StatementException extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        StatementException(String message) {
+            super(message);
+        }
+    }
+}
