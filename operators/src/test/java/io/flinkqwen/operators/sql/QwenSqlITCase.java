@@ -13,6 +13,7 @@ import io.flinkqwen.engine.LoadedModel;
 import io.flinkqwen.engine.generate.Generator;
 import io.flinkqwen.engine.generate.SamplingParams;
 import io.flinkqwen.engine.testmodel.TestModelGenerator;
+import io.flinkqwen.operators.LoopbackMiniCluster;
 import io.flinkqwen.engine.tokenizer.ChatMl;
 import io.flinkqwen.kernels.DType;
 import io.flinkqwen.kernels.KernelPool;
@@ -21,10 +22,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import org.apache.flink.configuration.Configuration;
-import org.apache.flink.configuration.JobManagerOptions;
-import org.apache.flink.configuration.RestOptions;
-import org.apache.flink.configuration.TaskManagerOptions;
-import org.apache.flink.runtime.testutils.MiniClusterResourceConfiguration;
 import org.apache.flink.table.api.EnvironmentSettings;
 import org.apache.flink.table.api.TableEnvironment;
 import org.apache.flink.test.junit5.MiniClusterExtension;
@@ -48,12 +45,7 @@ class QwenSqlITCase {
     private static final int MAX_TOKENS = 6;
 
     @RegisterExtension
-    static final MiniClusterExtension MINI_CLUSTER = new MiniClusterExtension(
-            new MiniClusterResourceConfiguration.Builder()
-                    .setConfiguration(loopback())
-                    .setNumberTaskManagers(1)
-                    .setNumberSlotsPerTaskManager(2)
-                    .build());
+    static final MiniClusterExtension MINI_CLUSTER = LoopbackMiniCluster.withSlots(2);
 
     @TempDir
     static Path dir;
@@ -63,15 +55,6 @@ class QwenSqlITCase {
     static KernelPool pool;
     static Generator generator;
 
-    private static Configuration loopback() {
-        Configuration c = new Configuration();
-        c.set(RestOptions.BIND_ADDRESS, "127.0.0.1");
-        c.set(RestOptions.ADDRESS, "127.0.0.1");
-        c.set(JobManagerOptions.BIND_HOST, "127.0.0.1");
-        c.set(TaskManagerOptions.BIND_HOST, "127.0.0.1");
-        c.set(TaskManagerOptions.HOST, "127.0.0.1");
-        return c;
-    }
 
     @BeforeAll
     static void writeModel() throws Exception {
