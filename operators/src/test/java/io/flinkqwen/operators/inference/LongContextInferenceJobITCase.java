@@ -16,16 +16,11 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
-import org.apache.flink.api.common.functions.MapFunction;
-import org.apache.flink.api.common.state.CheckpointListener;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.connector.source.util.ratelimit.RateLimiterStrategy;
-import org.apache.flink.configuration.Configuration;
 import org.apache.flink.connector.datagen.source.DataGeneratorSource;
 import org.apache.flink.connector.datagen.source.GeneratorFunction;
 import org.apache.flink.streaming.api.datastream.DataStream;
@@ -77,49 +72,8 @@ class LongContextInferenceJobITCase {
     /** The operators' Arrow parent: same JVM as the MiniCluster; checked for leaks after both runs. */
     static RootAllocator arrow;
 
-    static final AtomicBoolean checkpointDone = new AtomicBoolean();
-    static final AtomicBoolean failed = new AtomicBoolean();
-    static final AtomicInteger passed = new AtomicInteger();
-
-    /**
-     * Passes results on; throws once, on the first result after a checkpoint completed and five
-     * results passed, so that the restore has answered keys, waiting events and keys not seen yet.
-     */
-    static final class FailOnceAfterCheckpoint implements MapFunction<InferenceResult, InferenceResult>, CheckpointListener {
-        private final boolean inject;
-
-        FailOnceAfterCheckpoint(boolean inject) {
-            this.inject = inject;
-        }
-
-        @Override
-        public InferenceResult map(InferenceResult r) {
-            if (inject && checkpointDone.get() && passed.get() >= 5 && failed.compareAndSet(false, true)) {
-                throw new IllegalStateException("injected failure at " + r.requestId());
-            }
-            passed.incrementAndGet();
-            return r;
-        }
-
-        @Override
-        public void notifyCheckpointComplete(long checkpointId) {
-            checkpointDone.set(true);
-        }
-    }
-
     private static List<InferenceResult> run(boolean injectFailure) throws Exception {
-        checkpointDone.set(false);
-        failed.set(false);
-        passed.set(0);
-        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
-        env.setParallelism(1);
-        env.enableCheckpointing(200);
-        Configuration restart = new Configuration();
-        restart.setString("restart-strategy.type", "fixed-delay");
-        restart.setString("restart-strategy.fixed-delay.attempts", "3");
-        restart.setString("restart-strategy.fixed-delay.delay", "100 ms");
-        env.configure(restart);
-
+        StreamExecutionEnvironment env = FailOnceAfterCheckpoint.checkpointedEnv();
         DataGeneratorSource<InferenceEvent> source = new DataGeneratorSource<>(
                 new Events(), (long) KEYS * EVENTS_PER_KEY, RateLimiterStrategy.perSecond(8),
                 TypeInformation.of(InferenceEvent.class));
@@ -128,7 +82,7 @@ class LongContextInferenceJobITCase {
                 .keyBy(InferenceEvent::key)
                 .transform("qwen", TypeInformation.of(InferenceResult.class),
                         new LongContextInferenceOperatorFactory(settings, EngineFactory.continuousBatching(), () -> arrow))
-                .map(new FailOnceAfterCheckpoint(injectFailure));
+                .map(new FailOnceAfterCheckpoint(injectFailure, 5));
         List<InferenceResult> out = new ArrayList<>();
         try (CloseableIterator<InferenceResult> it = results.executeAndCollect("long-context-" + injectFailure)) {
             it.forEachRemaining(r -> out.add(new InferenceResult(
@@ -143,9 +97,9 @@ class LongContextInferenceJobITCase {
         List<InferenceResult> clean = run(false);
         assertEquals(KEYS * EVENTS_PER_KEY, clean.size());
         List<InferenceResult> recovered = run(true);
-        assertTrue(failed.get(), "the failure was not injected");
+        assertTrue(FailOnceAfterCheckpoint.failed(), "the failure was not injected");
         // results emitted before the failure and replayed after it went through the map twice
-        assertTrue(passed.get() >= recovered.size(), passed + " passed, " + recovered.size() + " collected");
+        assertTrue(FailOnceAfterCheckpoint.passed() >= recovered.size(), FailOnceAfterCheckpoint.passed() + " passed, " + recovered.size() + " collected");
         Map<String, List<InferenceResult>> cleanByKey = clean.stream().collect(Collectors.groupingBy(InferenceResult::key));
         Map<String, List<InferenceResult>> recoveredByKey =
                 recovered.stream().collect(Collectors.groupingBy(InferenceResult::key));

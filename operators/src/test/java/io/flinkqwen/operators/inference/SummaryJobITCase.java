@@ -16,16 +16,11 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
-import org.apache.flink.api.common.functions.MapFunction;
-import org.apache.flink.api.common.state.CheckpointListener;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.connector.source.util.ratelimit.RateLimiterStrategy;
-import org.apache.flink.configuration.Configuration;
 import org.apache.flink.connector.datagen.source.DataGeneratorSource;
 import org.apache.flink.connector.datagen.source.GeneratorFunction;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
@@ -75,45 +70,8 @@ class SummaryJobITCase {
     }
 
     static RootAllocator arrow;
-    static final AtomicBoolean checkpointDone = new AtomicBoolean();
-    static final AtomicBoolean failed = new AtomicBoolean();
-    static final AtomicInteger passed = new AtomicInteger();
-
-    /** Throws once, on the first summary after a checkpoint completed and two summaries passed. */
-    static final class FailOnceAfterCheckpoint implements MapFunction<InferenceResult, InferenceResult>, CheckpointListener {
-        private final boolean inject;
-
-        FailOnceAfterCheckpoint(boolean inject) {
-            this.inject = inject;
-        }
-
-        @Override
-        public InferenceResult map(InferenceResult r) {
-            if (inject && checkpointDone.get() && passed.get() >= 2 && failed.compareAndSet(false, true)) {
-                throw new IllegalStateException("injected failure at " + r.requestId());
-            }
-            passed.incrementAndGet();
-            return r;
-        }
-
-        @Override
-        public void notifyCheckpointComplete(long checkpointId) {
-            checkpointDone.set(true);
-        }
-    }
-
     private static List<InferenceResult> run(boolean injectFailure) throws Exception {
-        checkpointDone.set(false);
-        failed.set(false);
-        passed.set(0);
-        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
-        env.setParallelism(1);
-        env.enableCheckpointing(200);
-        Configuration restart = new Configuration();
-        restart.setString("restart-strategy.type", "fixed-delay");
-        restart.setString("restart-strategy.fixed-delay.attempts", "3");
-        restart.setString("restart-strategy.fixed-delay.delay", "100 ms");
-        env.configure(restart);
+        StreamExecutionEnvironment env = FailOnceAfterCheckpoint.checkpointedEnv();
         DataGeneratorSource<InferenceEvent> source = new DataGeneratorSource<>(
                 new Events(), (long) KEYS * EVENTS_PER_KEY, RateLimiterStrategy.perSecond(8),
                 TypeInformation.of(InferenceEvent.class));
@@ -128,7 +86,7 @@ class SummaryJobITCase {
         var events = env.fromSource(source,
                 WatermarkStrategy.<InferenceEvent>forMonotonousTimestamps().withTimestampAssigner((e, t) -> e.eventTimeMillis()),
                 "events");
-        var results = qwen.apply(events).results().map(new FailOnceAfterCheckpoint(injectFailure));
+        var results = qwen.apply(events).results().map(new FailOnceAfterCheckpoint(injectFailure, 2));
         List<InferenceResult> out = new ArrayList<>();
         try (CloseableIterator<InferenceResult> it = results.executeAndCollect("summaries-" + injectFailure)) {
             it.forEachRemaining(r -> out.add(new InferenceResult(
@@ -144,7 +102,7 @@ class SummaryJobITCase {
         // one summary per key and period
         assertEquals(KEYS * 3, clean.size(), clean.toString());
         List<InferenceResult> recovered = run(true);
-        assertTrue(failed.get(), "the failure was not injected");
+        assertTrue(FailOnceAfterCheckpoint.failed(), "the failure was not injected");
         Map<String, List<InferenceResult>> cleanByKey = clean.stream().collect(Collectors.groupingBy(InferenceResult::key));
         assertEquals(List.of("source-0/summary-1", "source-0/summary-2", "source-0/summary-3"),
                 cleanByKey.get("source-0").stream().map(InferenceResult::requestId).toList());
