@@ -31,15 +31,8 @@ public final class Rope {
      * @throws IllegalArgumentException if headDim is odd or an array is too short
      */
     public static void ropeTable(float[] cos, float[] sin, int maxPositions, int headDim, double theta) {
-        if (headDim <= 0 || headDim % 2 != 0) {
-            throw new IllegalArgumentException("headDim must be even and positive, got " + headDim);
-        }
+        checkTables(cos, sin, maxPositions, headDim);
         int half = headDim / 2;
-        long need = (long) maxPositions * half;
-        if (cos.length < need || sin.length < need) {
-            throw new IllegalArgumentException(
-                    "tables need " + need + " floats, got cos " + cos.length + ", sin " + sin.length);
-        }
         for (int i = 0; i < half; i++) {
             double freq = Math.pow(theta, -2.0 * i / headDim);
             for (int pos = 0; pos < maxPositions; pos++) {
@@ -47,6 +40,87 @@ public final class Rope {
                 cos[pos * half + i] = (float) Math.cos(angle);
                 sin[pos * half + i] = (float) Math.sin(angle);
             }
+        }
+    }
+
+    /**
+     * Fills the tables like {@link #ropeTable}, with YaRN scaling (Peng et al. 2023, "YaRN:
+     * Efficient Context Window Extension of Large Language Models"; as Hugging Face's {@code
+     * rope_type: yarn} and llama.cpp's {@code rope.scaling.type = yarn} define it). For pair
+     * {@code i < half}, with the unscaled frequency {@code f_i = theta^(-2i / headDim)}:
+     *
+     * <ul>
+     *   <li>the correction range: {@code d(b) = headDim * ln(originalContext / (2 pi b)) / (2 ln
+     *       theta)}, the pair index that turns {@code b} times over the original context; {@code
+     *       low = max(0, floor(d(betaFast)))}, {@code high = min(headDim - 1, ceil(d(betaSlow)))};
+     *   <li>the ramp {@code r_i = 1 - clamp((i - low) / max(0.001, high - low), 0, 1)}: 1 for the
+     *       fast pairs (kept as trained: extrapolation), 0 for the slow ones (divided by {@code
+     *       factor}: interpolation);
+     *   <li>the angle {@code pos * (f_i / factor * (1 - r_i) + f_i * r_i)};
+     *   <li>both tables multiplied by {@code mscale}, the attention magnitude correction ({@code
+     *       0.1 ln(factor) + 1} by default): q and k are each rotated, so every attention score
+     *       grows by {@code mscale^2}, as llama.cpp's and Hugging Face's YaRN do.
+     * </ul>
+     *
+     * Computed in double, stored as float.
+     *
+     * @param factor the context extension, {@code >= 1}
+     * @param originalContext the context the model was trained with (HF {@code
+     *     original_max_position_embeddings})
+     * @param betaFast HF {@code beta_fast} (32 by default)
+     * @param betaSlow HF {@code beta_slow} (1 by default)
+     * @param mscale the factor applied to cos and sin
+     * @throws IllegalArgumentException if headDim is odd, an array is too short or a scaling value
+     *     is out of range
+     */
+    public static void ropeTableYarn(
+            float[] cos,
+            float[] sin,
+            int maxPositions,
+            int headDim,
+            double theta,
+            double factor,
+            int originalContext,
+            double betaFast,
+            double betaSlow,
+            double mscale) {
+        checkTables(cos, sin, maxPositions, headDim);
+        if (!(factor >= 1) || originalContext <= 0 || !(betaFast > 0) || !(betaSlow > 0) || !(mscale > 0)) {
+            throw new IllegalArgumentException(
+                    String.format(
+                            "YaRN needs factor >= 1, original context > 0, beta_fast, beta_slow and mscale > 0;"
+                                    + " got factor %s, original context %d, beta_fast %s, beta_slow %s, mscale %s",
+                            factor, originalContext, betaFast, betaSlow, mscale));
+        }
+        int half = headDim / 2;
+        double low = Math.max(0, Math.floor(yarnCorrectionDim(headDim, originalContext, betaFast, theta)));
+        double high = Math.min(headDim - 1, Math.ceil(yarnCorrectionDim(headDim, originalContext, betaSlow, theta)));
+        for (int i = 0; i < half; i++) {
+            double extrapolated = Math.pow(theta, -2.0 * i / headDim);
+            double interpolated = extrapolated / factor;
+            double ramp = 1 - Math.min(1, Math.max(0, (i - low) / Math.max(0.001, high - low)));
+            double freq = interpolated * (1 - ramp) + extrapolated * ramp;
+            for (int pos = 0; pos < maxPositions; pos++) {
+                double angle = pos * freq;
+                cos[pos * half + i] = (float) (Math.cos(angle) * mscale);
+                sin[pos * half + i] = (float) (Math.sin(angle) * mscale);
+            }
+        }
+    }
+
+    /** The (fractional) pair index whose wavelength fits {@code rotations} times in {@code context}. */
+    private static double yarnCorrectionDim(int headDim, int context, double rotations, double theta) {
+        return headDim * Math.log(context / (rotations * 2 * Math.PI)) / (2 * Math.log(theta));
+    }
+
+    private static void checkTables(float[] cos, float[] sin, int maxPositions, int headDim) {
+        if (headDim <= 0 || headDim % 2 != 0) {
+            throw new IllegalArgumentException("headDim must be even and positive, got " + headDim);
+        }
+        long need = (long) maxPositions * (headDim / 2);
+        if (cos.length < need || sin.length < need) {
+            throw new IllegalArgumentException(
+                    "tables need " + need + " floats, got cos " + cos.length + ", sin " + sin.length);
         }
     }
 

@@ -7,6 +7,7 @@ package io.flinkqwen.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -72,6 +73,118 @@ class RopeTest {
         }
         assertThrows(IllegalArgumentException.class, () -> Rope.ropeTable(cos, sin, positions, 63, THETA));
         assertThrows(IllegalArgumentException.class, () -> Rope.ropeTable(cos, sin, positions + 1, headDim, THETA));
+    }
+
+    /**
+     * Hugging Face's {@code _compute_yarn_parameters}, written out here in float64 as an
+     * independent reference: the inverse frequencies of all pairs at once, then cos and sin of
+     * {@code pos * inv_freq} times the attention factor.
+     */
+    private static double[][] yarnReference(
+            int positions, int dim, double base, double factor, int originalMax, double betaFast, double betaSlow,
+            double attentionFactor) {
+        int half = dim / 2;
+        double low = Math.max(Math.floor(findCorrectionDim(betaFast, dim, base, originalMax)), 0);
+        double high = Math.min(Math.ceil(findCorrectionDim(betaSlow, dim, base, originalMax)), dim - 1);
+        if (low == high) {
+            high += 0.001; // HF's linear_ramp_factor avoids a division by zero so
+        }
+        double[] invFreq = new double[half];
+        for (int j = 0; j < half; j++) {
+            double posFreq = Math.pow(base, (2.0 * j) / dim);
+            double invExtrapolation = 1.0 / posFreq;
+            double invInterpolation = 1.0 / (factor * posFreq);
+            double linear = (j - low) / (high - low);
+            double extrapolationFactor = 1 - Math.min(Math.max(linear, 0), 1);
+            invFreq[j] = invInterpolation * (1 - extrapolationFactor) + invExtrapolation * extrapolationFactor;
+        }
+        double[][] table = new double[2][positions * half];
+        for (int p = 0; p < positions; p++) {
+            for (int j = 0; j < half; j++) {
+                table[0][p * half + j] = Math.cos(p * invFreq[j]) * attentionFactor;
+                table[1][p * half + j] = Math.sin(p * invFreq[j]) * attentionFactor;
+            }
+        }
+        return table;
+    }
+
+    private static double findCorrectionDim(double numRotations, int dim, double base, int maxPositions) {
+        return (dim * Math.log(maxPositions / (numRotations * 2 * Math.PI))) / (2 * Math.log(base));
+    }
+
+    @Test
+    void ropeTableYarnMatchesTheFloat64Reference() {
+        // {headDim, theta, factor, original, betaFast, betaSlow}: the Qwen2-7B release's YaRN (4 x 32K),
+        // the tiny test model's (4 x 64) and other ramps, including an empty one (low = high).
+        double[][] cases = {
+            {128, 1e6, 4, 32768, 32, 1},
+            {32, 1e4, 4, 64, 32, 1},
+            {32, 1e6, 4, 64, 32, 1},
+            {64, 1e4, 8, 2048, 16, 2},
+            {16, 1e4, 2.5, 4096, 32, 31},
+        };
+        for (double[] c : cases) {
+            int headDim = (int) c[0];
+            int half = headDim / 2;
+            int positions = 300;
+            double mscale = 0.1 * Math.log(c[2]) + 1;
+            float[] cos = new float[positions * half];
+            float[] sin = new float[positions * half];
+            Rope.ropeTableYarn(cos, sin, positions, headDim, c[1], c[2], (int) c[3], c[4], c[5], mscale);
+            double[][] ref = yarnReference(positions, headDim, c[1], c[2], (int) c[3], c[4], c[5], mscale);
+            for (int k = 0; k < cos.length; k++) {
+                String where = java.util.Arrays.toString(c) + " pos " + k / half + " pair " + k % half;
+                Numerics.assertClose(ref[0][k], cos[k], 2e-7, 1e-7, "cos " + where);
+                Numerics.assertClose(ref[1][k], sin[k], 2e-7, 1e-7, "sin " + where);
+            }
+        }
+    }
+
+    @Test
+    void ropeTableYarnKeepsFastPairsInterpolatesSlowOnesAndScalesBothByMscale() {
+        // Qwen2-7B (head 128, theta 1e6, 32K original, factor 4): the correction range is pairs
+        // floor(23.60) = 23 to ceil(39.65) = 40, worked out by hand from the YaRN paper's formula.
+        int headDim = 128;
+        int half = 64;
+        int positions = 40;
+        float[] plainCos = new float[positions * half];
+        float[] plainSin = new float[positions * half];
+        Rope.ropeTable(plainCos, plainSin, positions, headDim, THETA);
+        float[] cos = new float[positions * half];
+        float[] sin = new float[positions * half];
+        Rope.ropeTableYarn(cos, sin, positions, headDim, THETA, 4, 32768, 32, 1, 1.0);
+        for (int pos = 1; pos < positions; pos++) {
+            for (int i = 0; i < half; i++) {
+                double f = Math.pow(THETA, -2.0 * i / headDim);
+                String where = "pos " + pos + " pair " + i;
+                if (i <= 23) {
+                    assertEquals(plainSin[pos * half + i], sin[pos * half + i], where + ": trained frequency kept");
+                } else if (i >= 40) {
+                    Numerics.assertClose(Math.sin(pos * f / 4), sin[pos * half + i], 1e-9, 1e-7, where + ": f / 4");
+                } else {
+                    double r = 1 - (i - 23) / 17.0;
+                    double mixed = f / 4 * (1 - r) + f * r;
+                    Numerics.assertClose(Math.sin(pos * mixed), sin[pos * half + i], 1e-9, 1e-7, where + ": ramp");
+                }
+            }
+        }
+        // mscale multiplies both tables; factor 1 and mscale 1 give back plain RoPE
+        float[] scaledCos = new float[positions * half];
+        float[] scaledSin = new float[positions * half];
+        double mscale = 0.1 * Math.log(4) + 1; // 1.1386
+        Rope.ropeTableYarn(scaledCos, scaledSin, positions, headDim, THETA, 4, 32768, 32, 1, mscale);
+        for (int k = 0; k < cos.length; k++) {
+            Numerics.assertClose(cos[k] * mscale, scaledCos[k], 1e-7, 1e-6, "mscale cos " + k);
+            Numerics.assertClose(sin[k] * mscale, scaledSin[k], 1e-7, 1e-6, "mscale sin " + k);
+        }
+        Rope.ropeTableYarn(cos, sin, positions, headDim, THETA, 1, 32768, 32, 1, 1.0);
+        Numerics.assertClose(plainCos, 0, cos, 0, cos.length, 1e-7, 0, "factor 1 cos");
+        Numerics.assertClose(plainSin, 0, sin, 0, sin.length, 1e-7, 0, "factor 1 sin");
+        IllegalArgumentException e =
+                assertThrows(
+                        IllegalArgumentException.class,
+                        () -> Rope.ropeTableYarn(cos, sin, positions, headDim, THETA, 0.5, 32768, 32, 1, 1.0));
+        assertTrue(e.getMessage().contains("factor 0.5"), e.getMessage());
     }
 
     @Test
