@@ -7,6 +7,7 @@ package io.flinkqwen.engine;
 
 import io.flinkqwen.engine.config.Qwen2Config;
 import io.flinkqwen.engine.config.Qwen2MoeConfig;
+import io.flinkqwen.engine.config.RopeScaling;
 import io.flinkqwen.engine.gguf.GgufFile;
 import io.flinkqwen.engine.model.Qwen2Model;
 import io.flinkqwen.engine.model.Qwen2Weights;
@@ -186,7 +187,8 @@ public final class LoadedModel implements AutoCloseable {
                     sharedFfn,
                     g.has("qwen2moe.expert_weights_norm") && g.getBool("qwen2moe.expert_weights_norm"),
                     1,
-                    mlpOnly);
+                    mlpOnly,
+                    d.ropeScaling());
         } catch (IllegalArgumentException e) {
             throw new ModelFormatException(g.source() + ": " + e.getMessage(), e);
         }
@@ -207,6 +209,7 @@ public final class LoadedModel implements AutoCloseable {
         int hidden = (int) g.getLong(arch + ".embedding_length");
         int heads = (int) g.getLong(arch + ".attention.head_count");
         try {
+            int contextLength = (int) g.getLong(arch + ".context_length");
             return new Qwen2Config(
                     vocab,
                     hidden,
@@ -214,12 +217,13 @@ public final class LoadedModel implements AutoCloseable {
                     (int) g.getLong(arch + ".block_count"),
                     heads,
                     g.has(arch + ".attention.head_count_kv") ? (int) g.getLong(arch + ".attention.head_count_kv") : heads,
-                    (int) g.getLong(arch + ".context_length"),
+                    contextLength,
                     g.has(arch + ".rope.freq_base") ? g.getDouble(arch + ".rope.freq_base") : 10000.0,
                     g.getDouble(arch + ".attention.layer_norm_rms_epsilon"),
                     !g.contains("output.weight"),
                     g.has("tokenizer.ggml.bos_token_id") ? (int) g.getLong("tokenizer.ggml.bos_token_id") : -1,
-                    g.has("tokenizer.ggml.eos_token_id") ? (int) g.getLong("tokenizer.ggml.eos_token_id") : -1);
+                    g.has("tokenizer.ggml.eos_token_id") ? (int) g.getLong("tokenizer.ggml.eos_token_id") : -1,
+                    RopeScaling.fromGguf(g, arch, contextLength));
         } catch (IllegalArgumentException e) {
             throw new ModelFormatException(g.source() + ": " + e.getMessage(), e);
         }

@@ -27,13 +27,18 @@ import java.util.Locale;
  * @param numAttentionHeads HF {@code num_attention_heads}; GGUF {@code qwen2.attention.head_count}
  * @param numKeyValueHeads HF {@code num_key_value_heads}; GGUF {@code
  *     qwen2.attention.head_count_kv}
- * @param maxPositionEmbeddings HF {@code max_position_embeddings}; GGUF {@code
- *     qwen2.context_length}
+ * @param maxPositionEmbeddings positions the model serves: HF {@code max_position_embeddings};
+ *     GGUF {@code qwen2.context_length}; with YaRN at least {@link
+ *     RopeScaling#extendedPositions()} (the constructor raises it: Qwen's YaRN configs keep
+ *     {@code max_position_embeddings} at the trained 32768 and name the 4x in {@code
+ *     rope_scaling})
  * @param ropeTheta HF {@code rope_theta}; GGUF {@code qwen2.rope.freq_base}
  * @param rmsNormEps HF {@code rms_norm_eps}; GGUF {@code qwen2.attention.layer_norm_rms_epsilon}
  * @param tieWordEmbeddings HF {@code tie_word_embeddings}; GGUF: no {@code output.weight} tensor
  * @param bosTokenId HF {@code bos_token_id}; GGUF {@code tokenizer.ggml.bos_token_id}; -1 if none
  * @param eosTokenId HF {@code eos_token_id}; GGUF {@code tokenizer.ggml.eos_token_id}; -1 if none
+ * @param ropeScaling HF {@code rope_scaling}; GGUF {@code qwen2.rope.scaling.*}; {@link
+ *     RopeScaling#NONE} (or null, read as none) for plain RoPE
  */
 public record Qwen2Config(
         int vocabSize,
@@ -47,14 +52,39 @@ public record Qwen2Config(
         double rmsNormEps,
         boolean tieWordEmbeddings,
         int bosTokenId,
-        int eosTokenId) {
+        int eosTokenId,
+        RopeScaling ropeScaling) {
 
     /** The ids Qwen2 uses: {@code <|endoftext|>} and {@code <|im_end|>}. */
     public static final int QWEN_ENDOFTEXT = 151643;
 
     public static final int QWEN_IM_END = 151645;
 
+    /** A config without rope scaling. */
+    public Qwen2Config(
+            int vocabSize,
+            int hiddenSize,
+            int intermediateSize,
+            int numHiddenLayers,
+            int numAttentionHeads,
+            int numKeyValueHeads,
+            int maxPositionEmbeddings,
+            double ropeTheta,
+            double rmsNormEps,
+            boolean tieWordEmbeddings,
+            int bosTokenId,
+            int eosTokenId) {
+        this(vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId,
+                RopeScaling.NONE);
+    }
+
     public Qwen2Config {
+        if (ropeScaling == null) {
+            ropeScaling = RopeScaling.NONE;
+        }
+        // YaRN extends the context: the RoPE tables and KV caches are sized by this field
+        maxPositionEmbeddings = Math.max(maxPositionEmbeddings, ropeScaling.extendedPositions());
         positive("vocab_size", vocabSize);
         positive("hidden_size", hiddenSize);
         positive("intermediate_size", intermediateSize);
@@ -142,7 +172,17 @@ public record Qwen2Config(
     public Qwen2Config withSpecialTokens(int bos, int eos) {
         return new Qwen2Config(
                 vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
-                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bos, eos);
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bos, eos, ropeScaling);
+    }
+
+    /**
+     * This config with another rope scaling and {@code maxPositionEmbeddings} positions (raised to
+     * the scaling's extended context, as the constructor does).
+     */
+    public Qwen2Config withRopeScaling(RopeScaling scaling, int maxPositionEmbeddings) {
+        return new Qwen2Config(
+                vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId, scaling);
     }
 
     // ---- presets (Qwen2 technical report, table 1, and the released config.json files) ----
@@ -159,16 +199,23 @@ public record Qwen2Config(
                 QWEN_IM_END);
     }
 
+    /**
+     * Qwen2-7B with the release's long-context setting: trained on 32,768 positions, extended 4x
+     * to 131,072 by YaRN ({@code "rope_scaling": {"type": "yarn", "factor": 4.0,
+     * "original_max_position_embeddings": 32768}}, as Qwen's model card for 7B/72B-Instruct has
+     * users add to {@code config.json}).
+     */
     public static Qwen2Config qwen2_7b() {
         return new Qwen2Config(
                 152064, 3584, 18944, 28, 28, 4, 32768, 1_000_000.0, 1e-6, false, QWEN_ENDOFTEXT,
-                QWEN_IM_END);
+                QWEN_IM_END, RopeScaling.yarn(4, 32768));
     }
 
+    /** Qwen2-72B, with the same YaRN 4x extension (32,768 -> 131,072 positions) as {@link #qwen2_7b()}. */
     public static Qwen2Config qwen2_72b() {
         return new Qwen2Config(
                 152064, 8192, 29568, 80, 64, 8, 32768, 1_000_000.0, 1e-6, false, QWEN_ENDOFTEXT,
-                QWEN_IM_END);
+                QWEN_IM_END, RopeScaling.yarn(4, 32768));
     }
 
     /** A preset by name: {@code 0.5b}, {@code 1.5b}, {@code 7b}, {@code 72b}. */
@@ -214,6 +261,7 @@ public record Qwen2Config(
     /** The dense keys of a {@code config.json} object (shared with {@link Qwen2MoeConfig}). */
     static Qwen2Config fromJsonNode(JsonNode root, Path file) {
         try {
+            int maxPositions = root.path("max_position_embeddings").asInt(32768);
             return new Qwen2Config(
                     requiredInt(root, "vocab_size", file),
                     requiredInt(root, "hidden_size", file),
@@ -223,12 +271,13 @@ public record Qwen2Config(
                     root.has("num_key_value_heads")
                             ? requiredInt(root, "num_key_value_heads", file)
                             : requiredInt(root, "num_attention_heads", file),
-                    root.path("max_position_embeddings").asInt(32768),
+                    maxPositions,
                     root.path("rope_theta").asDouble(10000.0),
                     root.path("rms_norm_eps").asDouble(1e-6),
                     root.path("tie_word_embeddings").asBoolean(false),
                     firstId(root.get("bos_token_id")),
-                    firstId(root.get("eos_token_id")));
+                    firstId(root.get("eos_token_id")),
+                    RopeScaling.fromJson(root.get("rope_scaling"), maxPositions));
         } catch (IllegalArgumentException e) {
             throw new ModelFormatException(file + ": " + e.getMessage(), e);
         }
@@ -275,6 +324,7 @@ public record Qwen2Config(
         o.put("num_key_value_heads", numKeyValueHeads);
         o.put("max_position_embeddings", maxPositionEmbeddings);
         o.put("rope_theta", ropeTheta);
+        ropeScaling.putJson(o);
         o.put("rms_norm_eps", rmsNormEps);
         o.put("tie_word_embeddings", tieWordEmbeddings);
         o.put("hidden_act", "silu");

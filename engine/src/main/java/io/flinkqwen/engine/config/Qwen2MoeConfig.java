@@ -52,6 +52,8 @@ import java.util.Locale;
  *     {@code blk.N.ffn_gate_inp} is sparse, the reader derives 1 plus {@code mlpOnlyLayers})
  * @param mlpOnlyLayers HF {@code mlp_only_layers}: layers forced dense; GGUF: the layers
  *     without {@code blk.N.ffn_gate_inp}
+ * @param ropeScaling HF {@code rope_scaling}; GGUF {@code qwen2moe.rope.scaling.*}; as in {@link
+ *     Qwen2Config} (null: none; YaRN raises {@code maxPositionEmbeddings} to its extended context)
  */
 public record Qwen2MoeConfig(
         int vocabSize,
@@ -72,12 +74,44 @@ public record Qwen2MoeConfig(
         int sharedExpertIntermediateSize,
         boolean normTopkProb,
         int decoderSparseStep,
-        List<Integer> mlpOnlyLayers) {
+        List<Integer> mlpOnlyLayers,
+        RopeScaling ropeScaling) {
+
+    /** A config without rope scaling. */
+    public Qwen2MoeConfig(
+            int vocabSize,
+            int hiddenSize,
+            int intermediateSize,
+            int numHiddenLayers,
+            int numAttentionHeads,
+            int numKeyValueHeads,
+            int maxPositionEmbeddings,
+            double ropeTheta,
+            double rmsNormEps,
+            boolean tieWordEmbeddings,
+            int bosTokenId,
+            int eosTokenId,
+            int numExperts,
+            int numExpertsPerTok,
+            int moeIntermediateSize,
+            int sharedExpertIntermediateSize,
+            boolean normTopkProb,
+            int decoderSparseStep,
+            List<Integer> mlpOnlyLayers) {
+        this(vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId, numExperts,
+                numExpertsPerTok, moeIntermediateSize, sharedExpertIntermediateSize, normTopkProb, decoderSparseStep,
+                mlpOnlyLayers, RopeScaling.NONE);
+    }
 
     public Qwen2MoeConfig {
         mlpOnlyLayers = List.copyOf(mlpOnlyLayers);
+        if (ropeScaling == null) {
+            ropeScaling = RopeScaling.NONE;
+        }
+        maxPositionEmbeddings = Math.max(maxPositionEmbeddings, ropeScaling.extendedPositions());
         dense(vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
-                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId);
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId, ropeScaling);
         if (numExperts < 0) {
             throw new IllegalArgumentException("num_experts must be >= 0, got " + numExperts);
         }
@@ -110,8 +144,8 @@ public record Qwen2MoeConfig(
 
     private static Qwen2Config dense(
             int vocab, int hidden, int ffn, int layers, int heads, int kvHeads, int ctx, double theta,
-            double eps, boolean tied, int bos, int eos) {
-        return new Qwen2Config(vocab, hidden, ffn, layers, heads, kvHeads, ctx, theta, eps, tied, bos, eos);
+            double eps, boolean tied, int bos, int eos, RopeScaling scaling) {
+        return new Qwen2Config(vocab, hidden, ffn, layers, heads, kvHeads, ctx, theta, eps, tied, bos, eos, scaling);
     }
 
     // ---- derived values -------------------------------------------------------------------
@@ -122,7 +156,7 @@ public record Qwen2MoeConfig(
      */
     public Qwen2Config dense() {
         return dense(vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
-                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId);
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId, ropeScaling);
     }
 
     /**
@@ -219,7 +253,19 @@ public record Qwen2MoeConfig(
                 vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
                 maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bos, eos, numExperts,
                 numExpertsPerTok, moeIntermediateSize, sharedExpertIntermediateSize, normTopkProb,
-                decoderSparseStep, mlpOnlyLayers);
+                decoderSparseStep, mlpOnlyLayers, ropeScaling);
+    }
+
+    /**
+     * This config with another rope scaling and {@code maxPositionEmbeddings} positions (raised to
+     * the scaling's extended context).
+     */
+    public Qwen2MoeConfig withRopeScaling(RopeScaling scaling, int maxPositionEmbeddings) {
+        return new Qwen2MoeConfig(
+                vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
+                maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId, numExperts,
+                numExpertsPerTok, moeIntermediateSize, sharedExpertIntermediateSize, normTopkProb, decoderSparseStep,
+                mlpOnlyLayers, scaling);
     }
 
     /** This config with {@code norm_topk_prob} set to {@code norm}. */
@@ -228,7 +274,7 @@ public record Qwen2MoeConfig(
                 vocabSize, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
                 maxPositionEmbeddings, ropeTheta, rmsNormEps, tieWordEmbeddings, bosTokenId, eosTokenId, numExperts,
                 numExpertsPerTok, moeIntermediateSize, sharedExpertIntermediateSize, norm, decoderSparseStep,
-                mlpOnlyLayers);
+                mlpOnlyLayers, ropeScaling);
     }
 
     // ---- config.json ----------------------------------------------------------------------
@@ -278,7 +324,8 @@ public record Qwen2MoeConfig(
                     Qwen2Config.requiredInt(root, "shared_expert_intermediate_size", file),
                     root.path("norm_topk_prob").asBoolean(false),
                     root.path("decoder_sparse_step").asInt(1),
-                    mlpOnly);
+                    mlpOnly,
+                    d.ropeScaling());
         } catch (IllegalArgumentException e) {
             throw new ModelFormatException(file + ": " + e.getMessage(), e);
         }

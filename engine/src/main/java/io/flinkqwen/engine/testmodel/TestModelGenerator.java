@@ -10,6 +10,7 @@ import static io.flinkqwen.engine.model.TensorNaming.Field.*;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.flinkqwen.engine.config.Qwen2Config;
 import io.flinkqwen.engine.config.Qwen2MoeConfig;
+import io.flinkqwen.engine.config.RopeScaling;
 import io.flinkqwen.engine.gguf.GgufWriter;
 import io.flinkqwen.engine.model.TensorNaming;
 import io.flinkqwen.engine.model.TensorNaming.Field;
@@ -61,6 +62,17 @@ public final class TestModelGenerator {
     /** {@link #tinyConfig()} with tied embeddings, as Qwen2-0.5B and 1.5B have. */
     public static Qwen2Config tinyTiedConfig() {
         return new Qwen2Config(512, 128, 256, 3, 4, 2, 1024, 1_000_000.0, 1e-6, true, -1, -1);
+    }
+
+    /**
+     * {@link #tinyConfig()} with YaRN: trained context 64, extended 4x to 256 positions, RoPE
+     * theta 10,000 (with Qwen2's 1e6 and a context this short, YaRN's ramp between kept and
+     * interpolated frequencies would cover only pairs 0 to 3 of 16; with 10,000 it covers 0 to 5,
+     * so more pairs get a partial mix). Written with {@code qwen2.rope.scaling.*} in GGUF and
+     * {@code rope_scaling} in {@code config.json}.
+     */
+    public static Qwen2Config tinyYarnConfig() {
+        return new Qwen2Config(512, 128, 256, 3, 4, 2, 64, 10_000.0, 1e-6, false, -1, -1, RopeScaling.yarn(4, 64));
     }
 
     /**
@@ -143,13 +155,19 @@ public final class TestModelGenerator {
         this.moeConfig = null;
     }
 
-    /** The preset by name: {@code tiny}, or a Qwen2 size ({@code 0.5b}, ...). */
+    /**
+     * The preset by name: {@code tiny}, {@code tiny-tied}, {@code tiny-yarn}, or a Qwen2 size
+     * ({@code 0.5b}, ...; {@code 7b} and {@code 72b} carry YaRN).
+     */
     public static Qwen2Config preset(String name) {
         if (name.equalsIgnoreCase("tiny")) {
             return tinyConfig();
         }
         if (name.equalsIgnoreCase("tiny-tied")) {
             return tinyTiedConfig();
+        }
+        if (name.equalsIgnoreCase("tiny-yarn")) {
+            return tinyYarnConfig();
         }
         return Qwen2Config.preset(name);
     }
@@ -385,6 +403,7 @@ public final class TestModelGenerator {
         w.putUint32(arch + ".attention.head_count", config.numAttentionHeads());
         w.putUint32(arch + ".attention.head_count_kv", config.numKeyValueHeads());
         w.putFloat32(arch + ".rope.freq_base", (float) config.ropeTheta());
+        config.ropeScaling().putGguf(w, arch);
         w.putFloat32(arch + ".attention.layer_norm_rms_epsilon", (float) config.rmsNormEps());
         if (moeConfig != null) {
             w.putUint32("qwen2moe.expert_count", moeConfig.numExperts());

@@ -101,4 +101,102 @@ class Qwen2ConfigTest {
         e = assertThrows(ModelFormatException.class, () -> Qwen2Config.fromConfigJson(f));
         assertTrue(e.getMessage().contains(f.toString()), e.getMessage());
     }
+
+    // ---- rope_scaling (YaRN) --------------------------------------------------------------
+
+    /** The 0.5B/1.5B releases have 32K positions; 7B/72B reach 128K with YaRN 4x (Qwen2 report, sec. 3.2). */
+    @Test
+    void sevenAndSeventyTwoBPresetsCarryYarnFourTimesThirtyTwoK() {
+        for (Qwen2Config c : new Qwen2Config[] {Qwen2Config.qwen2_7b(), Qwen2Config.qwen2_72b()}) {
+            assertTrue(c.ropeScaling().isYarn());
+            assertEquals(4.0, c.ropeScaling().factor());
+            assertEquals(32768, c.ropeScaling().originalMaxPositionEmbeddings());
+            assertEquals(131072, c.maxPositionEmbeddings());
+            assertEquals(32.0, c.ropeScaling().betaFast());
+            assertEquals(1.0, c.ropeScaling().betaSlow());
+            assertEquals(1.1386294361, c.ropeScaling().attentionFactor(), 1e-9); // 0.1 ln 4 + 1
+        }
+        for (Qwen2Config c : new Qwen2Config[] {Qwen2Config.qwen2_0_5b(), Qwen2Config.qwen2_1_5b()}) {
+            assertEquals(RopeScaling.NONE, c.ropeScaling());
+            assertEquals(32768, c.maxPositionEmbeddings());
+        }
+    }
+
+    private Qwen2Config read(String ropeScaling) throws Exception {
+        String json =
+                "{\"model_type\":\"qwen2\",\"vocab_size\":152064,\"hidden_size\":3584,\"intermediate_size\":18944,"
+                        + "\"num_hidden_layers\":28,\"num_attention_heads\":28,\"num_key_value_heads\":4,"
+                        + "\"max_position_embeddings\":32768,\"rope_theta\":1000000.0,\"rms_norm_eps\":1e-06,"
+                        + "\"tie_word_embeddings\":false,\"bos_token_id\":151643,\"eos_token_id\":151645"
+                        + (ropeScaling == null ? "" : ",\"rope_scaling\":" + ropeScaling)
+                        + "}";
+        Path f = dir.resolve("config.json");
+        Files.write(f, json.getBytes(StandardCharsets.UTF_8));
+        return Qwen2Config.fromConfigJson(f);
+    }
+
+    @Test
+    void readsQwensYarnRopeScalingAsTheModelCardWritesIt() throws Exception {
+        // Qwen2-7B-Instruct's config.json plus the block its model card says to add for 128K
+        Qwen2Config c = read("{\"factor\": 4.0, \"original_max_position_embeddings\": 32768, \"type\": \"yarn\"}");
+        assertEquals(Qwen2Config.qwen2_7b(), c);
+        // rope_type, no original_max_position_embeddings (then max_position_embeddings is the original)
+        c = read("{\"rope_type\": \"yarn\", \"factor\": 2.0}");
+        assertEquals(32768, c.ropeScaling().originalMaxPositionEmbeddings());
+        assertEquals(65536, c.maxPositionEmbeddings());
+        assertEquals(1 + 0.1 * Math.log(2), c.ropeScaling().attentionFactor(), 1e-12);
+        // the optional keys
+        c = read("{\"type\": \"yarn\", \"rope_type\": \"yarn\", \"factor\": 8, \"beta_fast\": 16, \"beta_slow\": 2,"
+                + " \"mscale\": 0.707, \"mscale_all_dim\": 0.707}");
+        assertEquals(16.0, c.ropeScaling().betaFast());
+        assertEquals(2.0, c.ropeScaling().betaSlow());
+        assertEquals(1.0, c.ropeScaling().attentionFactor(), 1e-12); // mscale / mscale_all_dim, equal
+        c = read("{\"type\": \"yarn\", \"factor\": 8, \"mscale\": 1.0, \"mscale_all_dim\": 0.5}");
+        assertEquals((0.1 * Math.log(8) + 1) / (0.05 * Math.log(8) + 1), c.ropeScaling().attentionFactor(), 1e-12);
+        c = read("{\"type\": \"yarn\", \"factor\": 8, \"attention_factor\": 1.5}");
+        assertEquals(1.5, c.ropeScaling().attentionFactor());
+    }
+
+    @Test
+    void absentNullOrDefaultRopeScalingIsNone() throws Exception {
+        assertEquals(RopeScaling.NONE, read(null).ropeScaling());
+        assertEquals(RopeScaling.NONE, read("null").ropeScaling());
+        assertEquals(RopeScaling.NONE, read("{\"rope_type\": \"default\"}").ropeScaling());
+        assertEquals(32768, read("null").maxPositionEmbeddings());
+    }
+
+    @Test
+    void unknownOrBrokenRopeScalingFailsNamingTheValueAndFile() throws Exception {
+        for (String type : new String[] {"linear", "dynamic", "longrope", "llama3", "su"}) {
+            ModelFormatException e =
+                    assertThrows(ModelFormatException.class, () -> read("{\"type\": \"" + type + "\", \"factor\": 2.0}"));
+            assertTrue(e.getMessage().contains("'" + type + "'") && e.getMessage().contains("not supported")
+                    && e.getMessage().contains(dir.resolve("config.json").toString()), e.getMessage());
+        }
+        ModelFormatException e = assertThrows(ModelFormatException.class, () -> read("{\"type\": \"yarn\"}"));
+        assertTrue(e.getMessage().contains("'factor' is missing"), e.getMessage());
+        e = assertThrows(ModelFormatException.class, () -> read("{\"type\": \"yarn\", \"factor\": 0.5}"));
+        assertTrue(e.getMessage().contains("factor must be >= 1, got 0.5"), e.getMessage());
+        e = assertThrows(ModelFormatException.class, () -> read("{\"type\": \"yarn\", \"rope_type\": \"linear\", \"factor\": 2}"));
+        assertTrue(e.getMessage().contains("must agree"), e.getMessage());
+        e = assertThrows(ModelFormatException.class, () -> read("{\"factor\": 2}"));
+        assertTrue(e.getMessage().contains("no type or rope_type"), e.getMessage());
+        e = assertThrows(ModelFormatException.class, () -> read("\"yarn\""));
+        assertTrue(e.getMessage().contains("must be an object or null"), e.getMessage());
+    }
+
+    @Test
+    void yarnConfigJsonRoundTrips() throws Exception {
+        Qwen2Config c = Qwen2Config.qwen2_72b();
+        Path f = dir.resolve("config.json");
+        Files.write(f, c.toConfigJson().getBytes(StandardCharsets.UTF_8));
+        String text = Files.readString(f);
+        assertTrue(text.contains("\"rope_scaling\"") && text.contains("\"yarn\"")
+                && text.contains("\"original_max_position_embeddings\" : 32768"), text);
+        assertEquals(c, Qwen2Config.fromConfigJson(f));
+        Qwen2Config odd = c.withRopeScaling(new RopeScaling("yarn", 2.5, 4096, 16, 2, 1.25), 4096);
+        Files.write(f, odd.toConfigJson().getBytes(StandardCharsets.UTF_8));
+        assertEquals(odd, Qwen2Config.fromConfigJson(f));
+        assertEquals(10240, odd.maxPositionEmbeddings());
+    }
 }
