@@ -7,6 +7,7 @@ package io.flinkqwen.jobs.cli;
 
 import io.flinkqwen.engine.config.Qwen2Config;
 import io.flinkqwen.engine.config.Qwen2MoeConfig;
+import io.flinkqwen.engine.config.RopeScaling;
 import io.flinkqwen.engine.testmodel.TestModelGenerator;
 import io.flinkqwen.kernels.DType;
 import java.io.PrintStream;
@@ -24,14 +25,17 @@ final class MakeTestModelCommand implements Main.Command {
     public String usage() {
         return String.join(
                 "\n",
-                "usage: flink-qwen make-test-model --arch qwen2 --preset tiny|tiny-tied|0.5b|1.5b|7b|72b",
+                "usage: flink-qwen make-test-model --arch qwen2 --preset tiny|tiny-tied|tiny-yarn|0.5b|1.5b|7b|72b",
                 "       flink-qwen make-test-model --arch qwen2moe --preset tiny|tiny-mixed|half-a2.7b|a2.7b|57b-a14b",
                 "         --dtype f32|f16|bf16|q8_0|q4_0 --format gguf|hf --seed N --out PATH",
-                "         [--shard-size BYTES]",
+                "         [--shard-size BYTES] [--yarn FACTOR:ORIGINAL_CONTEXT|none]",
                 "",
                 "Writes random weights (the same numbers in either format) with a synthetic",
                 "byte-level BPE vocabulary. --out is the .gguf file, or the folder for --format hf.",
-                "--shard-size splits the safetensors into shards with model.safetensors.index.json.");
+                "--shard-size splits the safetensors into shards with model.safetensors.index.json.",
+                "--yarn sets YaRN rope scaling (GGUF rope.scaling.* keys, config.json rope_scaling):",
+                "the model serves FACTOR x ORIGINAL_CONTEXT positions; 'none' removes the preset's",
+                "(7b, 72b and tiny-yarn carry YaRN).");
     }
 
     @Override
@@ -40,7 +44,7 @@ final class MakeTestModelCommand implements Main.Command {
                 Args.parse(
                         "make-test-model",
                         argv,
-                        Set.of("arch", "preset", "dtype", "format", "seed", "out", "shard-size"),
+                        Set.of("arch", "preset", "dtype", "format", "seed", "out", "shard-size", "yarn"),
                         Set.of());
         String arch = a.string("arch", "qwen2");
         if (!arch.equals("qwen2") && !arch.equals("qwen2moe")) {
@@ -57,6 +61,19 @@ final class MakeTestModelCommand implements Main.Command {
             }
         } catch (IllegalArgumentException e) {
             throw new Args.UsageException("make-test-model: " + e.getMessage());
+        }
+        if (a.has("yarn")) {
+            RopeScaling scaling = parseYarn(a.string("yarn"));
+            // without YaRN the model keeps the original context it had before the extension
+            if (preset != null) {
+                int positions = scaling.isYarn() ? scaling.originalMaxPositionEmbeddings() : originalContext(preset);
+                preset = preset.withRopeScaling(scaling, positions);
+            } else {
+                int positions = scaling.isYarn()
+                        ? scaling.originalMaxPositionEmbeddings()
+                        : originalContext(moePreset.dense());
+                moePreset = moePreset.withRopeScaling(scaling, positions);
+            }
         }
         DType dtype;
         try {
@@ -90,5 +107,26 @@ final class MakeTestModelCommand implements Main.Command {
                         ? Files.walk(outPath).filter(Files::isRegularFile).mapToLong(p -> p.toFile().length()).sum()
                         : Files.size(outPath);
         err.printf(Locale.ROOT, "wrote %.1f MB in %.1f s%n", bytes / 1e6, (System.nanoTime() - t0) / 1e9);
+    }
+
+    private static int originalContext(Qwen2Config c) {
+        return c.ropeScaling().isYarn() ? c.ropeScaling().originalMaxPositionEmbeddings() : c.maxPositionEmbeddings();
+    }
+
+    /** {@code FACTOR:ORIGINAL_CONTEXT} (YaRN with the default betas) or {@code none}. */
+    static RopeScaling parseYarn(String value) {
+        if (value.equalsIgnoreCase("none")) {
+            return RopeScaling.NONE;
+        }
+        String[] parts = value.split(":", -1);
+        try {
+            if (parts.length == 2) {
+                return RopeScaling.yarn(Double.parseDouble(parts[0]), Integer.parseInt(parts[1]));
+            }
+        } catch (IllegalArgumentException e) { // NumberFormatException too
+            throw new Args.UsageException("make-test-model: --yarn " + value + ": " + e.getMessage());
+        }
+        throw new Args.UsageException(
+                "make-test-model: --yarn takes FACTOR:ORIGINAL_CONTEXT (such as 4:32768) or none, got '" + value + "'");
     }
 }

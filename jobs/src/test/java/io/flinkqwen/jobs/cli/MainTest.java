@@ -194,6 +194,41 @@ class MainTest {
     }
 
     @Test
+    void makeTestModelWritesYarnMetadataInBothFormats() throws Exception {
+        Path yarnGguf = dir.resolve("yarn.gguf");
+        Path yarnHf = dir.resolve("yarn-hf");
+        Run r = run("make-test-model", "--preset", "tiny", "--yarn", "4:64", "--seed", "3", "--out", yarnGguf.toString());
+        assertEquals(0, r.code, r.err);
+        r = run("make-test-model", "--preset", "tiny", "--yarn", "4:64", "--format", "hf", "--seed", "3", "--out", yarnHf.toString());
+        assertEquals(0, r.code, r.err);
+        JsonNode scaling = new ObjectMapper().readTree(dir.resolve("yarn-hf/config.json").toFile()).get("rope_scaling");
+        assertEquals("yarn", scaling.get("type").asText());
+        assertEquals(4.0, scaling.get("factor").asDouble());
+        assertEquals(64, scaling.get("original_max_position_embeddings").asInt());
+        for (Path p : new Path[] {yarnGguf, yarnHf}) {
+            try (LoadedModel m = LoadedModel.open(p)) {
+                assertTrue(m.config().ropeScaling().isYarn(), p.toString());
+                assertEquals(64, m.config().ropeScaling().originalMaxPositionEmbeddings());
+                assertEquals(256, m.config().maxPositionEmbeddings());
+            }
+        }
+        // --yarn none takes the tiny-yarn preset's YaRN off: its original 64 positions again
+        Path plain = dir.resolve("tiny-yarn-off.gguf");
+        r = run("make-test-model", "--preset", "tiny-yarn", "--yarn", "none", "--out", plain.toString());
+        assertEquals(0, r.code, r.err);
+        try (LoadedModel m = LoadedModel.open(plain)) {
+            assertTrue(!m.config().ropeScaling().isYarn());
+            assertEquals(64, m.config().maxPositionEmbeddings());
+        }
+        r = run("make-test-model", "--preset", "tiny", "--yarn", "4", "--out", dir.resolve("z.gguf").toString());
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("FACTOR:ORIGINAL_CONTEXT") && r.err.contains("'4'"), r.err);
+        r = run("make-test-model", "--preset", "tiny", "--yarn", "0.5:64", "--out", dir.resolve("z.gguf").toString());
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("factor must be >= 1, got 0.5"), r.err);
+    }
+
+    @Test
     void helpExitsZero() {
         Run r = run("generate", "--help");
         assertEquals(0, r.code);
