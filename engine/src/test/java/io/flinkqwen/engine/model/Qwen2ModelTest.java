@@ -58,6 +58,30 @@ class Qwen2ModelTest {
         assertTrue(max < 1e-4, "max |ours - float64 reference| = " + max);
     }
 
+    /** YaRN (original context 64, factor 4) at 200 positions, most beyond the original context. */
+    @Test
+    void yarnModelMatchesTheFloat64ReferenceBeyondTheOriginalContext() throws Exception {
+        Path gguf = dir.resolve("tiny-yarn.gguf");
+        new TestModelGenerator(TestModelGenerator.tinyYarnConfig(), 4).write(TestModelGenerator.Format.GGUF, DType.F32, gguf, 0);
+        int[] ids = new int[200];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = 33 + (i * 37) % 220;
+        }
+        try (LoadedModel yarn = LoadedModel.open(gguf)) {
+            assertTrue(yarn.config().ropeScaling().isYarn());
+            double[][] ref = new ReferenceQwen2(yarn.config(), yarn.weights()).logits(ids);
+            Qwen2Model f = yarn.newForward(pool, 16);
+            float[][] ours = f.forwardAllLogits(f.newCache(16), ids);
+            double max = 0;
+            for (int p = 0; p < ids.length; p++) {
+                for (int v = 0; v < ref[p].length; v++) {
+                    max = Math.max(max, Math.abs(ours[p][v] - ref[p][v]));
+                }
+            }
+            assertTrue(max < 1e-4, "max |ours - float64 reference| with YaRN = " + max);
+        }
+    }
+
     @Test
     void prefillInChunksEqualsTokenByTokenDecode() {
         Qwen2Model whole = model.newForward(pool, 64);

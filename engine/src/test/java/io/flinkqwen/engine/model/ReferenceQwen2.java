@@ -176,20 +176,60 @@ final class ReferenceQwen2 {
         return out;
     }
 
-    /** rotate_half: pairs (i, i + d/2) of each head, angle pos * theta^(-2i/d). */
+    /**
+     * rotate_half: pairs (i, i + d/2) of each head, angle pos * inv_freq[i], cos and sin times
+     * the attention scaling (HF {@code Qwen2RotaryEmbedding}).
+     */
     private double[] rope(double[] x, int pos, int heads) {
         int hd = c.headDim();
         int half = hd / 2;
+        double[] invFreq = invFreq();
+        double scaling = c.ropeScaling().isYarn() ? c.ropeScaling().attentionFactor() : 1.0;
         for (int head = 0; head < heads; head++) {
             for (int i = 0; i < half; i++) {
-                double angle = pos * Math.pow(c.ropeTheta(), -2.0 * i / hd);
+                double angle = pos * invFreq[i];
+                double cos = Math.cos(angle) * scaling;
+                double sin = Math.sin(angle) * scaling;
                 double a = x[head * hd + i];
                 double b = x[head * hd + i + half];
-                x[head * hd + i] = a * Math.cos(angle) - b * Math.sin(angle);
-                x[head * hd + i + half] = b * Math.cos(angle) + a * Math.sin(angle);
+                x[head * hd + i] = a * cos - b * sin;
+                x[head * hd + i + half] = b * cos + a * sin;
             }
         }
         return x;
+    }
+
+    /**
+     * theta^(-2i/d), or with YaRN HF's {@code _compute_yarn_parameters}: a blend of the
+     * extrapolated (as trained) and interpolated (divided by factor) frequencies, weighted by a
+     * linear ramp between the correction dims of beta_fast and beta_slow.
+     */
+    private double[] invFreq() {
+        int dim = c.headDim();
+        double base = c.ropeTheta();
+        double[] inv = new double[dim / 2];
+        for (int i = 0; i < inv.length; i++) {
+            inv[i] = 1.0 / Math.pow(base, 2.0 * i / dim);
+        }
+        if (!c.ropeScaling().isYarn()) {
+            return inv;
+        }
+        double factor = c.ropeScaling().factor();
+        int original = c.ropeScaling().originalMaxPositionEmbeddings();
+        double low = Math.max(Math.floor(correctionDim(c.ropeScaling().betaFast(), dim, base, original)), 0);
+        double high = Math.min(Math.ceil(correctionDim(c.ropeScaling().betaSlow(), dim, base, original)), dim - 1);
+        if (low == high) {
+            high += 0.001;
+        }
+        for (int i = 0; i < inv.length; i++) {
+            double extrapolationFactor = 1 - Math.min(Math.max((i - low) / (high - low), 0), 1);
+            inv[i] = inv[i] / factor * (1 - extrapolationFactor) + inv[i] * extrapolationFactor;
+        }
+        return inv;
+    }
+
+    private static double correctionDim(double rotations, int dim, double base, int maxPositions) {
+        return dim * Math.log(maxPositions / (rotations * 2 * Math.PI)) / (2 * Math.log(base));
     }
 
     private static double[] add(double[] x, float[] bias) {
