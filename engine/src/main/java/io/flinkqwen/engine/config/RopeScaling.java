@@ -89,7 +89,10 @@ public record RopeScaling(
      * for YaRN, 0 for none.
      */
     public int extendedPositions() {
-        return isYarn() ? (int) Math.min(Integer.MAX_VALUE, (long) Math.floor(factor * originalMaxPositionEmbeddings)) : 0;
+        if (!isYarn()) {
+            return 0;
+        }
+        return (int) Math.min(Integer.MAX_VALUE, (long) Math.floor(factor * originalMaxPositionEmbeddings));
     }
 
     /** YaRN's magnitude correction: {@code 0.1 * m * ln(s) + 1} for {@code s > 1}, else 1. */
@@ -148,7 +151,8 @@ public record RopeScaling(
         JsonNode factorNode = node.get("factor");
         if (factorNode == null || !factorNode.isNumber()) {
             throw new IllegalArgumentException(
-                    "rope_scaling yarn: 'factor' is " + (factorNode == null ? "missing" : "not a number: " + factorNode));
+                    "rope_scaling yarn: 'factor' is "
+                            + (factorNode == null ? "missing" : "not a number: " + factorNode));
         }
         double factor = factorNode.asDouble();
         int original = maxPositionEmbeddings;
@@ -234,7 +238,8 @@ public record RopeScaling(
             throw new IllegalArgumentException(
                     p + "yarn_log_multiplier is not supported (llama.cpp reads it for DeepSeek models only)");
         }
-        int original = g.has(p + "original_context_length") ? (int) g.getLong(p + "original_context_length") : contextLength;
+        int original =
+                g.has(p + "original_context_length") ? (int) g.getLong(p + "original_context_length") : contextLength;
         double attnFactor = g.has(p + "attn_factor") ? g.getDouble(p + "attn_factor") : 1.0;
         return new RopeScaling(
                 "yarn",

@@ -82,7 +82,8 @@ public final class Qwen2Model {
         this.ropeCos = new float[config.maxPositionEmbeddings() * half];
         this.ropeSin = new float[config.maxPositionEmbeddings() * half];
         // plain RoPE, or YaRN's scaled frequencies and magnitude (rope_scaling)
-        config.ropeScaling().ropeTable(ropeCos, ropeSin, config.maxPositionEmbeddings(), config.headDim(), config.ropeTheta());
+        config.ropeScaling()
+                .ropeTable(ropeCos, ropeSin, config.maxPositionEmbeddings(), config.headDim(), config.ropeTheta());
         x = new float[maxChunk * h];
         xb = new float[maxChunk * h];
         q = new float[maxChunk * h];
