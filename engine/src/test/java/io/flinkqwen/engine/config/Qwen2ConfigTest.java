@@ -104,7 +104,7 @@ class Qwen2ConfigTest {
 
     // ---- rope_scaling (YaRN) --------------------------------------------------------------
 
-    /** The 0.5B/1.5B releases have 32K positions; 7B/72B reach 128K with YaRN 4x (Qwen2 report, sec. 3.2). */
+    /** The 0.5B/1.5B releases have 32K positions; 7B/72B reach 128K with YaRN 4x (the Qwen2 release). */
     @Test
     void sevenAndSeventyTwoBPresetsCarryYarnFourTimesThirtyTwoK() {
         for (Qwen2Config c : new Qwen2Config[] {Qwen2Config.qwen2_7b(), Qwen2Config.qwen2_72b()}) {

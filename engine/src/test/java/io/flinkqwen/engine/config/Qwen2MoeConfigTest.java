@@ -93,6 +93,12 @@ class Qwen2MoeConfigTest {
         Files.write(f, c.toConfigJson().getBytes(StandardCharsets.UTF_8));
         assertEquals("qwen2_moe", Qwen2MoeConfig.modelType(f));
         assertEquals(c, Qwen2MoeConfig.fromConfigJson(f));
+        // with YaRN: rope_scaling travels with the dense keys, and the context grows to 4 x 512
+        Qwen2MoeConfig yarn = c.withRopeScaling(RopeScaling.yarn(4, 512), 512);
+        assertEquals(2048, yarn.maxPositionEmbeddings());
+        assertEquals(yarn.ropeScaling(), yarn.dense().ropeScaling());
+        Files.write(f, yarn.toConfigJson().getBytes(StandardCharsets.UTF_8));
+        assertEquals(yarn, Qwen2MoeConfig.fromConfigJson(f));
     }
 
     @Test
