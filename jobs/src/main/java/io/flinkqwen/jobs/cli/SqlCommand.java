@@ -359,15 +359,31 @@ final class SqlCommand implements Main.Command {
         current.setLength(0);
     }
 
-    /** The exception's message and its root cause's, on one line. */
+    /**
+     * The exception's message and, on the same line, its cause's: the outermost message in the
+     * chain that ends with the root cause's and embeds no other exception. That is the error as
+     * our code put it (a function's or the model provider's, naming the model, the option or the
+     * value, over the root cause) rather than Flink's job-failure wrappers around it.
+     */
     static String oneLine(Throwable e) {
         String msg = Main.describe(e);
-        Throwable root = e;
-        while (root.getCause() != null && root.getCause() != root) {
-            root = root.getCause();
+        List<Throwable> chain = new ArrayList<>();
+        for (Throwable t = e; t != null && !chain.contains(t); t = t.getCause()) {
+            chain.add(t);
         }
-        if (root != e && root.getMessage() != null && !msg.contains(root.getMessage())) {
-            msg += ": " + root.getMessage();
+        Throwable root = chain.get(chain.size() - 1);
+        String cause = root.getMessage();
+        if (cause != null) {
+            for (Throwable t : chain) {
+                String m = t.getMessage();
+                if (m != null && m.endsWith(cause) && !m.contains("Exception: ")) {
+                    cause = m;
+                    break;
+                }
+            }
+        }
+        if (root != e && cause != null && !msg.contains(cause)) {
+            msg += ": " + cause;
         }
         return abbreviate(msg, 1000);
     }
