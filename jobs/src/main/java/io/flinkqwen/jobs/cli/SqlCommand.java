@@ -168,7 +168,10 @@ final class SqlCommand implements Main.Command {
         for (int i = 0; i < statements.size(); i++) {
             String statement = statements.get(i);
             try {
-                execute(t, statement, json, out);
+                if (execute(t, statement, json, out)) {
+                    // an INSERT prints nothing on stdout: say that it ran to its end
+                    err.println("sql: statement " + (i + 1) + " (" + abbreviate(statement, 60) + ") finished");
+                }
             } catch (Exception e) {
                 throw new StatementException("sql: statement " + (i + 1) + " (" + abbreviate(statement, 60) + ") failed: "
                         + oneLine(e));
@@ -177,19 +180,20 @@ final class SqlCommand implements Main.Command {
         out.flush();
     }
 
-    private static void execute(TableEnvironment t, String statement, ObjectMapper json, PrintStream out)
+    /** @return true for a statement that ran a job with no rows to print (INSERT, EXECUTE) */
+    private static boolean execute(TableEnvironment t, String statement, ObjectMapper json, PrintStream out)
             throws Exception {
         // TableEnvironment.executeSql has no SET: the SQL client sets its session's options itself,
         // and so does this; they apply to the statements after it
         Matcher set = SET.matcher(statement);
         if (set.matches()) {
             t.getConfig().set(set.group(1).replace("''", "'"), set.group(2).replace("''", "'"));
-            return;
+            return false;
         }
         Matcher reset = RESET.matcher(statement);
         if (reset.matches()) {
             t.getConfig().getConfiguration().removeKey(reset.group(1).replace("''", "'"));
-            return;
+            return false;
         }
         if (statement.regionMatches(true, 0, "SET", 0, 3) || statement.regionMatches(true, 0, "RESET", 0, 5)) {
             String keyword = statement.split("\\s+", 2)[0].toUpperCase(Locale.ROOT);
@@ -202,10 +206,10 @@ final class SqlCommand implements Main.Command {
         String keyword = statement.split("\\s+", 2)[0].toUpperCase(Locale.ROOT);
         if (keyword.equals("INSERT") || keyword.equals("EXECUTE")) {
             result.await();
-            return;
+            return true;
         }
         if (result.getResultKind() != ResultKind.SUCCESS_WITH_CONTENT) {
-            return;
+            return false;
         }
         List<String> names = result.getResolvedSchema().getColumnNames();
         try (CloseableIterator<Row> rows = result.collect()) {
@@ -221,6 +225,7 @@ final class SqlCommand implements Main.Command {
                 out.println(json.writeValueAsString(o));
             }
         }
+        return false;
     }
 
     private static Object value(Object v) {

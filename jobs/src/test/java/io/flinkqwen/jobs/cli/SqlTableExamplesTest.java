@@ -135,6 +135,8 @@ class SqlTableExamplesTest {
                 "--var", "output=" + output.toAbsolutePath());
         assertEquals(0, r.code(), r.err());
         assertEquals("", r.out().strip(), "an INSERT prints nothing");
+        assertTrue(r.err().contains("sql: statement 4 (INSERT INTO summaries SELECT"), r.err());
+        assertTrue(r.err().strip().endsWith(") finished"), r.err());
 
         List<JsonNode> rows = new ArrayList<>();
         try (Stream<Path> files = Files.walk(output)) {
