@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.jobs.cli;
 
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -18,6 +19,7 @@ final class Args {
 
     private final String command;
     private final Map<String, String> values = new LinkedHashMap<>();
+    private final Map<String, List<String>> repeated = new LinkedHashMap<>();
 
     private Args(String command) {
         this.command = command;
@@ -28,6 +30,14 @@ final class Args {
      * @param flags options that take none
      */
     static Args parse(String command, List<String> argv, Set<String> valued, Set<String> flags) {
+        return parse(command, argv, valued, flags, Set.of());
+    }
+
+    /**
+     * @param repeatable options that take a value and may be given more than once ({@link #all})
+     */
+    static Args parse(String command, List<String> argv, Set<String> valued, Set<String> flags,
+            Set<String> repeatable) {
         Args a = new Args(command);
         for (int i = 0; i < argv.size(); i++) {
             String arg = argv.get(i);
@@ -46,6 +56,11 @@ final class Args {
                     throw new UsageException(command + ": --" + name + " takes no value");
                 }
                 a.values.put(name, "true");
+            } else if (repeatable.contains(name)) {
+                if (inline == null && i + 1 >= argv.size()) {
+                    throw new UsageException(command + ": --" + name + " needs a value");
+                }
+                a.repeated.computeIfAbsent(name, k -> new ArrayList<>()).add(inline != null ? inline : argv.get(++i));
             } else if (valued.contains(name)) {
                 String value = inline;
                 if (value == null) {
@@ -62,6 +77,11 @@ final class Args {
             }
         }
         return a;
+    }
+
+    /** Every value of a repeatable option, in command-line order; empty if not given. */
+    List<String> all(String name) {
+        return List.copyOf(repeated.getOrDefault(name, List.of()));
     }
 
     boolean has(String name) {

@@ -42,6 +42,16 @@ class ShadedJarPackagingTest {
                 "org/apache/kafka/clients/producer/KafkaProducer.class",
                 "org/apache/arrow/vector/VectorSchemaRoot.class",
                 "com/fasterxml/jackson/databind/ObjectMapper.class",
+                // what the SQL client needs from the jar (README, "Flink SQL"): CREATE FUNCTION ... AS
+                // these classes, the model provider (service entry below), the Kafka table factory
+                "io/flinkqwen/operators/sql/QwenGenerate.class",
+                "io/flinkqwen/operators/sql/QwenGenerateAsync.class",
+                "io/flinkqwen/operators/sql/QwenSummarize.class",
+                "io/flinkqwen/operators/sql/QwenSummarizeAsync.class",
+                "io/flinkqwen/operators/sql/QwenTranslate.class",
+                "io/flinkqwen/operators/sql/QwenTranslateAsync.class",
+                "io/flinkqwen/operators/sql/QwenModelProviderFactory.class",
+                "org/apache/flink/streaming/connectors/kafka/table/KafkaDynamicTableFactory.class",
             }) {
                 assertNotNull(j.getEntry(present), present + " missing from " + jar);
             }
@@ -51,6 +61,11 @@ class ShadedJarPackagingTest {
                 "org/apache/flink/client/program/PackagedProgram.class",
                 "org/apache/flink/connector/base/DeliveryGuarantee.class",
                 "org/apache/flink/connector/file/src/FileSource.class",
+                // the example scripts' other table connectors and format: in every Flink's lib/
+                "org/apache/flink/connector/file/table/FileSystemTableFactory.class",
+                "org/apache/flink/connector/datagen/table/DataGenTableSourceFactory.class",
+                "org/apache/flink/formats/json/JsonFormatFactory.class",
+                "org/apache/flink/table/api/TableEnvironment.class",
                 "org/apache/logging/log4j/core/Logger.class",
                 "org/slf4j/Logger.class",
                 "log4j2.properties",

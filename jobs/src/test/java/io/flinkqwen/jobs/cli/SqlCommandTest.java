@@ -159,6 +159,23 @@ class SqlCommandTest {
     }
 
     @Test
+    void setAndResetChangeTheSessionOptionsForTheStatementsAfterThem() throws Exception {
+        Path script = dir.resolve("set.sql");
+        Files.writeString(script, String.join("\n",
+                "SET 'table.local-time-zone' = 'Asia/Tokyo';",
+                "SELECT CAST(TO_TIMESTAMP_LTZ(0, 3) AS STRING) AS t;",
+                "set 'table.local-time-zone'='UTC';",
+                "SELECT CAST(TO_TIMESTAMP_LTZ(0, 3) AS STRING) AS t;",
+                "SET table.local-time-zone = UTC;"));
+        MainTest.Run r = sql("--file", script.toString(), "--model", gguf.toString());
+        assertEquals(1, r.code(), r.err());
+        assertEquals(List.of("{\"t\":\"1970-01-01 09:00:00.000\"}", "{\"t\":\"1970-01-01 00:00:00.000\"}"),
+                r.out().strip().lines().toList(), r.out());
+        assertTrue(r.err().contains("error: sql: statement 5 (SET table.local-time-zone = UTC) failed: write SET 'key' ="
+                + " 'value', with the key and value in single quotes"), r.err());
+    }
+
+    @Test
     void usageErrorsExit2() throws Exception {
         MainTest.Run r = sql("--model", gguf.toString());
         assertEquals(2, r.code(), r.err());
