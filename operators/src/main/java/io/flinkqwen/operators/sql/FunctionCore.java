@@ -37,7 +37,7 @@ final class FunctionCore implements Serializable {
             subtask = "local"; // no runtime context (e.g. the planner reducing expressions)
         }
         calls = new QwenCalls(sqlName, settings.spec(), sqlName + "/" + subtask + "/" + System.identityHashCode(this),
-                context.getMetricGroup());
+                context.getMetricGroup(), settings.onInvalidInput());
     }
 
     void close() {
@@ -66,6 +66,14 @@ final class FunctionCore implements Serializable {
 
     CompletableFuture<String> answerAsync(List<ChatMl.Message> conversation, SamplingParams params) {
         return calls.answer(conversation, params);
+    }
+
+    /**
+     * The answer to a call with invalid arguments (an unknown language, {@code max_tokens} below
+     * 1): null, or with {@code qwen.on-invalid-input = FAIL} the error, naming the function.
+     */
+    String invalidInput(IllegalArgumentException e) {
+        return calls.invalidInput(badArgument(e));
     }
 
     /** An error of the call's arguments (an unknown language), with the function's name in front. */

@@ -21,10 +21,10 @@ import org.apache.flink.table.functions.FunctionContext;
  * table.exec.async-scalar.max-concurrent-operations} per instance, Flink's default 10). Calls
  * beyond the engine's {@code qwen.engine.capacity} wait in order, never dropped.
  *
- * <p>Errors complete the call exceptionally with the same messages as {@link
- * QwenScalarFunction}'s, and Flink's async retry strategy ({@code
- * table.exec.async-scalar.retry-strategy}) decides whether the job fails: a bad argument fails
- * on every retry. Flink plans async scalar functions in streaming mode only.
+ * <p>Errors as {@link QwenScalarFunction}'s: invalid input answers NULL (or, with {@code
+ * qwen.on-invalid-input = FAIL}, completes the call exceptionally, and Flink's async retry
+ * strategy, {@code table.exec.async-scalar.retry-strategy}, decides whether the job fails: a
+ * bad argument fails on every retry). Flink plans async scalar functions in streaming mode only.
  */
 @PublicEvolving
 public abstract class QwenAsyncScalarFunction extends AsyncScalarFunction {
@@ -60,7 +60,11 @@ public abstract class QwenAsyncScalarFunction extends AsyncScalarFunction {
             conversation = prompt.get();
             params = core.sampling(maxTokens);
         } catch (IllegalArgumentException e) {
-            result.completeExceptionally(core.badArgument(e));
+            try {
+                result.complete(core.invalidInput(e));
+            } catch (IllegalArgumentException failed) {
+                result.completeExceptionally(failed);
+            }
             return;
         }
         core.answerAsync(conversation, params).whenComplete((text, failure) -> {

@@ -18,12 +18,16 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.metrics.MetricGroup;
 import org.apache.flink.metrics.SimpleCounter;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * What a SQL function or ML_PREDICT model instance does with one call: encode the conversation,
  * hand it to the shared engine, decode the answer. Holds one {@link SharedEngines.Lease}.
  */
 final class QwenCalls implements AutoCloseable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(QwenCalls.class);
 
     private final String owner;
     private final SharedEngines.Lease lease;
@@ -33,15 +37,19 @@ final class QwenCalls implements AutoCloseable {
     private final Counter requests;
     private final Counter requestsFailed;
     private final Counter tokensOut;
+    private final Counter invalidInputs;
+    private final OnInvalidInput onInvalidInput;
 
     /**
      * @param owner the function's or model's name, the first word of every error message
      * @param idPrefix makes request ids unique among the holders of one engine (e.g. the subtask)
-     * @param metrics where {@code requests}, {@code requestsFailed} and {@code tokensOut} count;
-     *     null: not reported
+     * @param metrics where {@code requests}, {@code requestsFailed}, {@code invalidInputs} and
+     *     {@code tokensOut} count; null: not reported
+     * @param onInvalidInput what a call with invalid input gives
      */
-    QwenCalls(String owner, EngineSpec spec, String idPrefix, MetricGroup metrics) {
+    QwenCalls(String owner, EngineSpec spec, String idPrefix, MetricGroup metrics, OnInvalidInput onInvalidInput) {
         this.owner = owner;
+        this.onInvalidInput = onInvalidInput;
         this.idPrefix = idPrefix;
         try {
             this.lease = SharedEngines.acquire(spec);
@@ -52,6 +60,23 @@ final class QwenCalls implements AutoCloseable {
         this.requests = metrics == null ? new SimpleCounter() : metrics.counter("requests");
         this.requestsFailed = metrics == null ? new SimpleCounter() : metrics.counter("requestsFailed");
         this.tokensOut = metrics == null ? new SimpleCounter() : metrics.counter("tokensOut");
+        this.invalidInputs = metrics == null ? new SimpleCounter() : metrics.counter("invalidInputs");
+    }
+
+    /**
+     * The answer to a call whose input is invalid ({@code reason} names the function and the
+     * value): null, counted and logged, or, with {@link OnInvalidInput#FAIL}, {@code reason} thrown.
+     */
+    String invalidInput(IllegalArgumentException reason) {
+        if (onInvalidInput == OnInvalidInput.FAIL) {
+            throw reason;
+        }
+        invalidInputs.inc();
+        long n = invalidInputs.getCount();
+        if (n <= 10 || n % 1000 == 0) {
+            LOG.warn("{} (invalid input #{}; the call answers NULL, as on-invalid-input = NULL says)", reason.getMessage(), n);
+        }
+        return null;
     }
 
     /** The stop tokens of the model, for building {@link SamplingParams}. */
@@ -86,9 +111,13 @@ final class QwenCalls implements AutoCloseable {
         requests.inc();
         int[] prompt = lease.chatMl().encode(conversation, true);
         if (prompt.length >= maxPositions) {
-            requestsFailed.inc();
-            return new Call(null, CompletableFuture.failedFuture(new IllegalArgumentException(owner + ": the prompt is "
-                    + prompt.length + " tokens, the model has " + maxPositions + " positions: shorten the text")));
+            IllegalArgumentException reason = new IllegalArgumentException(owner + ": the prompt is "
+                    + prompt.length + " tokens, the model has " + maxPositions + " positions: shorten the text");
+            if (onInvalidInput == OnInvalidInput.FAIL) {
+                requestsFailed.inc();
+                return new Call(null, CompletableFuture.failedFuture(reason));
+            }
+            return new Call(null, CompletableFuture.completedFuture(invalidInput(reason)));
         }
         GenerationRequest request = new GenerationRequest(idPrefix + "-" + nextId.getAndIncrement(), prompt, params);
         return new Call(request, lease.submit(request).handle((GenerationResult r, Throwable failure) -> {

@@ -14,6 +14,7 @@ import java.util.function.UnaryOperator;
 import java.util.stream.Collectors;
 import org.apache.flink.annotation.PublicEvolving;
 import org.apache.flink.configuration.ConfigOption;
+import org.apache.flink.configuration.ConfigOptions;
 import org.apache.flink.configuration.Configuration;
 
 /**
@@ -31,8 +32,16 @@ import org.apache.flink.configuration.Configuration;
 @PublicEvolving
 public final class QwenFunctionOptions {
 
+    /** What a call with invalid input gives: NULL (the default: counted, logged, the query goes on) or FAIL. */
+    public static final ConfigOption<OnInvalidInput> ON_INVALID_INPUT = ConfigOptions.key("qwen.on-invalid-input")
+            .enumType(OnInvalidInput.class)
+            .defaultValue(OnInvalidInput.NULL)
+            .withDescription("NULL: a call with invalid input (an unknown language, max_tokens below 1, a prompt"
+                    + " longer than the context) answers NULL, counted in invalidInputs and logged; FAIL: it fails the query.");
+
     /** Every option a function reads. */
     public static final List<ConfigOption<?>> OPTIONS = List.of(
+            ON_INVALID_INPUT,
             QwenInferenceOptions.MODEL_PATH,
             QwenInferenceOptions.SYSTEM_PROMPT,
             QwenInferenceOptions.MAX_NEW_TOKENS,
@@ -83,7 +92,7 @@ public final class QwenFunctionOptions {
             EngineSpec spec = new EngineSpec(model, c.get(QwenInferenceOptions.THREADS),
                     c.get(QwenInferenceOptions.MAX_SEQUENCES), c.get(QwenInferenceOptions.CAPACITY),
                     c.get(QwenInferenceOptions.KV_BUDGET).getBytes());
-            return new Resolved(spec, maxNewTokens, c.get(QwenInferenceOptions.SYSTEM_PROMPT));
+            return new Resolved(spec, maxNewTokens, c.get(QwenInferenceOptions.SYSTEM_PROMPT), c.get(ON_INVALID_INPUT));
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(function + ": " + e.getMessage(), e);
         }
@@ -98,6 +107,9 @@ public final class QwenFunctionOptions {
         return new LinkedHashMap<>(options);
     }
 
-    /** What a function resolved: its engine, its default of new tokens, its system prompt (QWEN_GENERATE). */
-    record Resolved(EngineSpec spec, int maxNewTokens, String systemPrompt) {}
+    /**
+     * What a function resolved: its engine, its default of new tokens, its system prompt
+     * (QWEN_GENERATE), what a call with invalid input gives.
+     */
+    record Resolved(EngineSpec spec, int maxNewTokens, String systemPrompt, OnInvalidInput onInvalidInput) {}
 }

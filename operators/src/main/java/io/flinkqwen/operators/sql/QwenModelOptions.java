@@ -46,6 +46,12 @@ public final class QwenModelOptions {
             .defaultValue(ChatMl.DEFAULT_SYSTEM_MESSAGE)
             .withDescription("The system turn of task generate.");
 
+    public static final ConfigOption<OnInvalidInput> ON_INVALID_INPUT = ConfigOptions.key("on-invalid-input")
+            .enumType(OnInvalidInput.class)
+            .defaultValue(OnInvalidInput.NULL)
+            .withDescription("NULL: a row whose prompt is longer than the model's context gets a NULL response,"
+                    + " counted in invalidInputs and logged; FAIL: it fails the query.");
+
     public static final ConfigOption<Integer> MAX_TOKENS = ConfigOptions.key("max-tokens")
             .intType()
             .defaultValue(128)

@@ -35,7 +35,8 @@ public final class QwenModelProvider implements PredictRuntimeProvider, AsyncPre
 
     /** A model's resolved options. */
     record Spec(String name, EngineSpec engine, QwenModelOptions.ModelTask task, String targetLang,
-            String systemPrompt, int maxTokens, double temperature, long seed) implements Serializable {
+            String systemPrompt, int maxTokens, double temperature, long seed, OnInvalidInput onInvalidInput)
+            implements Serializable {
 
         List<ChatMl.Message> conversation(String input) {
             return switch (task) {
@@ -79,7 +80,7 @@ public final class QwenModelProvider implements PredictRuntimeProvider, AsyncPre
             subtask = "local";
         }
         return new QwenCalls("model " + spec.name(), spec.engine(), spec.name() + "/" + subtask + "/"
-                + Integer.toHexString(System.identityHashCode(context)), context.getMetricGroup());
+                + Integer.toHexString(System.identityHashCode(context)), context.getMetricGroup(), spec.onInvalidInput());
     }
 
     private static Collection<RowData> row(String answer) {

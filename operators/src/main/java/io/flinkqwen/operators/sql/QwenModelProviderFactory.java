@@ -54,7 +54,7 @@ public final class QwenModelProviderFactory implements ModelProviderFactory {
         return Set.of(QwenModelOptions.TASK, QwenModelOptions.TARGET_LANG, QwenModelOptions.SYSTEM_PROMPT,
                 QwenModelOptions.MAX_TOKENS, QwenModelOptions.TEMPERATURE, QwenModelOptions.SEED,
                 QwenModelOptions.THREADS, QwenModelOptions.MAX_SEQUENCES, QwenModelOptions.CAPACITY,
-                QwenModelOptions.KV_BUDGET);
+                QwenModelOptions.KV_BUDGET, QwenModelOptions.ON_INVALID_INPUT);
     }
 
     @Override
@@ -90,7 +90,7 @@ public final class QwenModelProviderFactory implements ModelProviderFactory {
                     o.get(QwenModelOptions.MAX_SEQUENCES), o.get(QwenModelOptions.CAPACITY),
                     o.get(QwenModelOptions.KV_BUDGET).getBytes());
             return new QwenModelProvider.Spec(name, engine, task, targetLang, o.get(QwenModelOptions.SYSTEM_PROMPT),
-                    maxTokens, temperature, o.get(QwenModelOptions.SEED));
+                    maxTokens, temperature, o.get(QwenModelOptions.SEED), o.get(QwenModelOptions.ON_INVALID_INPUT));
         } catch (IllegalArgumentException e) {
             throw new ValidationException("model " + name + " (provider 'qwen2'): " + e.getMessage(), e);
         }

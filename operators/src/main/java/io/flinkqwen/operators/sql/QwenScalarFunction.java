@@ -19,11 +19,12 @@ import org.apache.flink.table.functions.ScalarFunction;
  * batches their concurrent calls; one instance has one call in flight. For many calls in flight
  * per instance use the {@code *Async} twin.
  *
- * <p>Errors: a SQL function has no side output, so a call that cannot be answered (an unknown
- * language, {@code max_tokens} below 1, a prompt longer than the model's context, a failed
- * engine) throws, with the function's name and the bad value in the message, and the job fails
- * (or restarts, as its restart strategy says). NULL arguments give NULL. Filter bad rows in SQL
- * first where a job must go on.
+ * <p>Errors: a SQL function has no side output, so a call with invalid input (an unknown
+ * language, {@code max_tokens} below 1, a prompt longer than the model's context) answers NULL,
+ * counted in the metric {@code invalidInputs} and logged with the function's name and the bad
+ * value, and the query goes on; with {@code qwen.on-invalid-input = FAIL} it throws that message
+ * instead and the job fails (or restarts, as its restart strategy says). A failed engine always
+ * throws. NULL arguments give NULL.
  *
  * <p>Options: see {@link QwenFunctionOptions}. Greedy decoding, so the same argument gives the
  * same answer; constant folding is off, so the planner never runs the model at planning time.
@@ -56,13 +57,11 @@ public abstract class QwenScalarFunction extends ScalarFunction {
 
     /** The answer to the conversation {@code prompt} builds (its argument errors carry the function's name). */
     protected String answer(Supplier<List<ChatMl.Message>> prompt, Integer maxTokens) {
-        List<ChatMl.Message> conversation;
         try {
-            conversation = prompt.get();
+            return core.answer(prompt.get(), core.sampling(maxTokens));
         } catch (IllegalArgumentException e) {
-            throw core.badArgument(e);
+            return core.invalidInput(e);
         }
-        return core.answer(conversation, core.sampling(maxTokens));
     }
 
     String systemPrompt() {

@@ -165,15 +165,65 @@ class QwenSqlITCase {
     }
 
     @Test
-    void unknownLanguageFailsTheQueryNamingTheValue() {
+    void invalidInputAnswersNullAndTheRowsAroundItAreAnswered() throws Exception {
         TableEnvironment t = streaming(1);
         Map<String, String> options = Map.of("qwen.model.path", gguf.toString(), "qwen.max-new-tokens", "2");
+        t.createTemporarySystemFunction("QWEN_TRANSLATE", new QwenTranslate(options));
+        t.createTemporarySystemFunction("QWEN_TRANSLATE_ASYNC", new QwenTranslateAsync(options));
+        t.createTemporarySystemFunction("QWEN_GENERATE", new QwenGenerate(options));
+        // row 2 asks for a language nobody knows, row 3 for max_tokens 0; rows 1 and 4 are valid
+        t.executeSql("CREATE TEMPORARY VIEW asks AS SELECT * FROM (VALUES (1, 'hello world', 'de', 2),"
+                + " (2, 'the lazy dog', 'Klingon', 2), (3, 'jumps over the fox', 'fr', 0),"
+                + " (4, 'ERROR disk full on node 7', 'Japanese', 2)) AS v(id, text, lang, n)");
+        List<Row> rows = rows(t, "SELECT id, QWEN_TRANSLATE(text, lang), QWEN_TRANSLATE_ASYNC(text, lang),"
+                + " QWEN_GENERATE(text, n) FROM asks");
+        assertEquals(4, rows.size(), rows.toString());
+        for (int f = 1; f <= 2; f++) {
+            assertEquals(expected(SqlPrompts.translate(TEXTS.get(0), "de"), 2), rows.get(0).getField(f), rows.toString());
+            assertEquals(null, rows.get(1).getField(f), "unknown language answers NULL: " + rows);
+            assertEquals(expected(SqlPrompts.translate(TEXTS.get(2), "fr"), 2), rows.get(2).getField(f), rows.toString());
+            assertEquals(expected(SqlPrompts.translate(TEXTS.get(3), "ja"), 2), rows.get(3).getField(f), rows.toString());
+        }
+        assertEquals(null, rows.get(2).getField(3), "max_tokens 0 answers NULL: " + rows);
+        assertEquals(expected(SqlPrompts.generate(ChatMl.DEFAULT_SYSTEM_MESSAGE, TEXTS.get(0)), 2), rows.get(0).getField(3));
+    }
+
+    @Test
+    void withOnInvalidInputFailAnUnknownLanguageFailsTheQueryNamingTheValue() {
+        TableEnvironment t = streaming(1);
+        Map<String, String> options = Map.of("qwen.model.path", gguf.toString(), "qwen.max-new-tokens", "2",
+                "qwen.on-invalid-input", "FAIL");
         t.createTemporarySystemFunction("QWEN_TRANSLATE", new QwenTranslate(options));
         t.createTemporarySystemFunction("QWEN_TRANSLATE_ASYNC", new QwenTranslateAsync(options));
         for (String f : List.of("QWEN_TRANSLATE", "QWEN_TRANSLATE_ASYNC")) {
             Exception e = assertThrows(Exception.class, () -> rows(t, "SELECT id, " + f + "(text, 'Klingon') FROM docs"));
             assertTrue(ExceptionUtils.findThrowableWithMessage(e, "QWEN_TRANSLATE: unknown target language 'Klingon'")
                     .isPresent(), () -> f + ": " + ExceptionUtils.stringifyException(e));
+        }
+    }
+
+    @Test
+    void mlPredictGivesNullForAPromptLongerThanTheContextAndFailsWithFail() throws Exception {
+        TableEnvironment t = streaming(1);
+        String longText = "word ".repeat(TestModelGenerator.tinyConfig().maxPositionEmbeddings());
+        t.executeSql("CREATE TEMPORARY VIEW prompts AS SELECT * FROM (VALUES (1, 'hello world'), (2, '" + longText
+                + "'), (3, 'the lazy dog')) AS v(id, prompt)");
+        for (String mode : List.of("NULL", "FAIL")) {
+            t.executeSql("CREATE MODEL m_" + mode + " INPUT (prompt STRING) OUTPUT (response STRING) WITH ("
+                    + "'provider' = 'qwen2', 'model' = '" + gguf + "', 'max-tokens' = '2', 'on-invalid-input' = '" + mode + "')");
+        }
+        for (String async : List.of("true", "false")) {
+            List<Row> rows = rows(t, "SELECT id, response FROM ML_PREDICT(TABLE prompts, MODEL m_NULL, DESCRIPTOR(prompt),"
+                    + " MAP['async', '" + async + "'])");
+            assertEquals(3, rows.size(), rows.toString());
+            assertEquals(expected(SqlPrompts.generate(ChatMl.DEFAULT_SYSTEM_MESSAGE, "hello world"), 2), rows.get(0).getField(1));
+            assertEquals(null, rows.get(1).getField(1), "async " + async + ": " + rows);
+            assertEquals(expected(SqlPrompts.generate(ChatMl.DEFAULT_SYSTEM_MESSAGE, "the lazy dog"), 2), rows.get(2).getField(1));
+            Exception e = assertThrows(Exception.class, () -> rows(t,
+                    "SELECT id, response FROM ML_PREDICT(TABLE prompts, MODEL m_FAIL, DESCRIPTOR(prompt), MAP['async', '"
+                            + async + "'])"));
+            assertTrue(ExceptionUtils.findThrowableWithMessage(e, "positions: shorten the text").isPresent(),
+                    () -> ExceptionUtils.stringifyException(e));
         }
     }
 
