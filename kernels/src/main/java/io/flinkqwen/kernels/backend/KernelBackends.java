@@ -95,11 +95,24 @@ public final class KernelBackends {
         return CpuKernelBackend.INSTANCE;
     }
 
-    /** The providers on the class path, by name. */
+    /**
+     * The providers on the class path, by name. One that cannot be loaded (kernels-tornado's Java
+     * 25 classes on an older JVM) is left out, and logged.
+     */
     public static Map<String, KernelBackendProvider> providers() {
         Map<String, KernelBackendProvider> out = new TreeMap<>();
-        for (KernelBackendProvider p : ServiceLoader.load(KernelBackendProvider.class, KernelBackends.class.getClassLoader())) {
-            out.putIfAbsent(p.name(), p);
+        java.util.Iterator<KernelBackendProvider> it =
+                ServiceLoader.load(KernelBackendProvider.class, KernelBackends.class.getClassLoader()).iterator();
+        while (true) {
+            try {
+                if (!it.hasNext()) {
+                    break;
+                }
+                KernelBackendProvider p = it.next();
+                out.putIfAbsent(p.name(), p);
+            } catch (java.util.ServiceConfigurationError | LinkageError e) {
+                LOG.log(System.Logger.Level.WARNING, "kernels: a backend on the class path cannot load here: " + e);
+            }
         }
         return out;
     }
