@@ -112,6 +112,8 @@ public abstract class KernelBackendContract {
         for (int i = 0; i < 3; i++) {
             outs[i] = new float[n * ws[i].rows()];
         }
+        // prepared together, as a layer's q/k/v are: a device backend may run them as one matrix
+        backend().prepare(java.util.List.of(ws));
         backend().matMulMany(KernelPool.serial(), outs, ws, x, n);
         float[][] xs = new float[3][];
         int[] tokens = {2, 0, 3};

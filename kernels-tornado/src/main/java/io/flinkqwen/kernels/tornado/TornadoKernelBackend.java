@@ -302,9 +302,10 @@ public final class TornadoKernelBackend implements KernelBackend {
             this.type = type;
         }
 
-        void run(float[] out, WeightMatrix w, float[] in, int offset, int nTokens) {
-            int needX = nTokens * w.cols();
-            int needY = nTokens * w.rows();
+        /** {@code out[t * rows + r]} for the {@code rows x cols} matrix at {@code offset} of the arena. */
+        void run(float[] out, int rows, int cols, float[] in, int offset, int nTokens) {
+            int needX = nTokens * cols;
+            int needY = nTokens * rows;
             if (launch == null || !launch.fits(needX, needY)) {
                 int[] cap = grown(launch == null ? new int[] {arena.maxCols, arena.maxRows} : launch.capacity, needX, needY);
                 if (launch != null) {
@@ -338,10 +339,10 @@ public final class TornadoKernelBackend implements KernelBackend {
             }
             put(x, in, needX);
             launchParams.set(0, offset);
-            launchParams.set(1, w.rows());
-            launchParams.set(2, w.cols());
+            launchParams.set(1, rows);
+            launchParams.set(2, cols);
             launchParams.set(3, nTokens);
-            launch.run(w.rows() * WG);
+            launch.run(rows * WG);
             get(y, out, needY);
         }
 
@@ -378,7 +379,55 @@ public final class TornadoKernelBackend implements KernelBackend {
                     w, nTokens, nTokens * w.cols(), nTokens * w.rows(), x.length, out.length));
         }
         Placement p = placement(w);
-        p.arena().launch(w.dtype()).run(out, w, x, p.offset(), nTokens);
+        p.arena().launch(w.dtype()).run(out, w.rows(), w.cols(), x, p.offset(), nTokens);
+    }
+
+    private float[] fusedOut = new float[0];
+
+    /**
+     * One launch for all matrices when they lie back to back in one arena with one format and
+     * column count (q/k/v and gate/up do, as {@link #prepare} packs a layer's matrices in order):
+     * they are then one matrix of their summed rows, whose result rows are split on the host.
+     * Otherwise one launch each.
+     */
+    @Override
+    public synchronized void matMulMany(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, int nTokens) {
+        if (nTokens <= 0 || ws.length == 0) {
+            return;
+        }
+        boolean fused = ws.length > 1;
+        int rows = 0;
+        Placement first = placement(ws[0]);
+        long next = first.offset();
+        for (WeightMatrix w : ws) {
+            Placement p = placement(w);
+            fused &= p.arena() == first.arena() && w.dtype() == ws[0].dtype() && w.cols() == ws[0].cols()
+                    && p.offset() == next && MATMUL_TYPES.contains(w.dtype());
+            next += w.dtype() == DType.F32 ? (long) w.rows() * w.cols() : w.sizeBytes();
+            rows += w.rows();
+        }
+        if (!fused) {
+            KernelBackend.super.matMulMany(pool, outs, ws, x, nTokens);
+            return;
+        }
+        for (int i = 0; i < ws.length; i++) {
+            if (outs[i].length < nTokens * ws[i].rows()) {
+                throw new IllegalArgumentException("output " + i + " holds " + outs[i].length + " floats, "
+                        + ws[i] + " x " + nTokens + " tokens needs " + nTokens * ws[i].rows());
+            }
+        }
+        if (x.length < nTokens * ws[0].cols()) {
+            throw new IllegalArgumentException("x holds " + x.length + " floats, needs " + nTokens * ws[0].cols());
+        }
+        if (fusedOut.length < nTokens * rows) {
+            fusedOut = new float[nTokens * rows];
+        }
+        first.arena().launch(ws[0].dtype()).run(fusedOut, rows, ws[0].cols(), x, first.offset(), nTokens);
+        for (int t = 0; t < nTokens; t++) {
+            for (int i = 0, r = 0; i < ws.length; r += ws[i].rows(), i++) {
+                System.arraycopy(fusedOut, t * rows + r, outs[i], t * ws[i].rows(), ws[i].rows());
+            }
+        }
     }
 
     // ---------------------------------------------------------------- row and element kernels

@@ -13,8 +13,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
  * The forward pass's kernels as TornadoVM {@link KernelContext} kernels, named after the CPU
- * kernels they mirror. Compiled by TornadoVM to OpenCL C or PTX; plain Java otherwise, which is
- * how the tests could also run them (they don't: they run them on the device).
+ * kernels they mirror. TornadoVM compiles them to OpenCL C or PTX; the tests run them on a device
+ * only, never as plain Java.
  *
  * <p>Conventions, for every kernel:
  *
@@ -25,7 +25,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *   <li>Work-groups are {@link #WG} threads. Row kernels ({@code *Rows}, softmax, attention) run
  *       one work-group per row (global size {@code rows * WG}, local {@code WG}) and reduce in
  *       local memory within that group only: reductions across work-groups gave wrong results
- *       on PoCL, and one row never needs them.
+ *       on PoCL, and one row never needs them. Each reduction loop is written out in its kernel:
+ *       a local array handed to a helper method was not reduced at all (TornadoVM 5.2.0, OpenCL
+ *       backend, PoCL), while helpers over global arrays ({@link #f16}) compile fine.
  *   <li>Element kernels run one thread per element, the global size rounded up to {@code WG},
  *       and check the bound.
  *   <li>F16 is decoded by integer arithmetic and a 32-entry power-of-two table ({@link
