@@ -104,6 +104,47 @@ class KernelBackendModelTest {
         }
     }
 
+    /** Several sequences decoded together (one forward pass per step, as the engine batches them). */
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource({"dense, Q8_0", "moe, F16"})
+    void batchedDecodeOnTheDeviceMatchesTheCpu(String arch, DType dtype) throws Exception {
+        Assumptions.assumeTrue(device != null, () -> "accelerator backend not run: " + unavailable);
+        Path file = dir.resolve("batch-" + arch + "-" + dtype + ".gguf");
+        TestModelGenerator gen = arch.equals("moe")
+                ? new TestModelGenerator(TestModelGenerator.tinyMoeConfig(), 12)
+                : new TestModelGenerator(TestModelGenerator.tinyConfig(), 12);
+        gen.write(TestModelGenerator.Format.GGUF, dtype, file, 0);
+        try (LoadedModel m = LoadedModel.open(file)) {
+            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), CpuKernelBackend.INSTANCE);
+            Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), device);
+            int seqs = 3;
+            KvCache[] cpuCaches = new KvCache[seqs];
+            KvCache[] devCaches = new KvCache[seqs];
+            for (int s = 0; s < seqs; s++) {
+                cpuCaches[s] = cpu.newCache(8);
+                devCaches[s] = dev.newCache(8);
+                int[] prompt = java.util.Arrays.copyOfRange(PROMPT, s, s + 3 + s);
+                cpu.forward(cpuCaches[s], prompt, 0, prompt.length);
+                dev.forward(devCaches[s], prompt, 0, prompt.length);
+            }
+            int vocab = m.config().vocabSize();
+            int[] tokens = {7, 90, 300};
+            for (int step = 0; step < 4; step++) {
+                float[] a = cpu.forwardBatch(cpuCaches, tokens, seqs).clone();
+                float[] b = dev.forwardBatch(devCaches, tokens, seqs);
+                for (int s = 0; s < seqs; s++) {
+                    double diff = 0;
+                    for (int v = 0; v < vocab; v++) {
+                        diff = Math.max(diff, Math.abs(a[s * vocab + v] - b[s * vocab + v]));
+                    }
+                    assertTrue(diff <= LOGIT_TOL, String.format(Locale.ROOT,
+                            "%s %s batch step %d sequence %d: max |device - cpu| logit %.3g", arch, dtype, step, s, diff));
+                    tokens[s] = argmax(java.util.Arrays.copyOfRange(a, s * vocab, (s + 1) * vocab));
+                }
+            }
+        }
+    }
+
     private static double maxDiff(float[] a, float[] b) {
         double max = 0;
         for (int i = 0; i < a.length; i++) {
