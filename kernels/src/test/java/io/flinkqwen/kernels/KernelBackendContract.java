@@ -136,6 +136,41 @@ public abstract class KernelBackendContract {
         }
     }
 
+    /** The fused FFN block against its parts' scalar twins, where a backend fuses it. */
+    @Test
+    public void ffnBlockMatchesItsScalarParts() {
+        for (DType type : new DType[] {DType.F32, DType.F16, DType.Q8_0}) {
+            assume(KernelOp.FFN_BLOCK, type);
+            Random rnd = new Random(14);
+            int width = 64;
+            int ffn = 96;
+            WeightMatrix gate = WeightMatrix.onHeap(type, ffn, width, TestMatrices.encode(type, TestMatrices.weights(rnd, ffn, width), ffn, width));
+            WeightMatrix up = WeightMatrix.onHeap(type, ffn, width, TestMatrices.encode(type, TestMatrices.weights(rnd, ffn, width), ffn, width));
+            WeightMatrix down = WeightMatrix.onHeap(type, width, ffn, TestMatrices.encode(type, TestMatrices.weights(rnd, width, ffn), width, ffn));
+            backend().prepare(List.of(gate, up, down)); // back to back, as a layer's are
+            Scratch scratch = new Scratch();
+            for (int rows : new int[] {1, 3, 1, 5}) {
+                float[] x = Numerics.uniform(rnd, rows * width, 2f);
+                float[] norm = Numerics.uniform(rnd, width, 1.5f);
+                float[] xb = new float[rows * width];
+                for (int t = 0; t < rows; t++) {
+                    RmsNorm.rmsNormScalar(xb, t * width, x, t * width, norm, width, 1e-6f);
+                }
+                float[] g = new float[rows * ffn];
+                float[] u = new float[rows * ffn];
+                MatMul.matMulRowsScalar(g, gate, xb, rows, 0, ffn, scratch);
+                MatMul.matMulRowsScalar(u, up, xb, rows, 0, ffn, scratch);
+                SwiGlu.swiGluScalar(g, 0, g, 0, u, 0, rows * ffn);
+                float[] proj = new float[rows * width];
+                MatMul.matMulRowsScalar(proj, down, g, rows, 0, width, scratch);
+                float[] want = x.clone();
+                VectorOps.addInPlaceScalar(want, 0, proj, 0, rows * width);
+                backend().ffnBlock(KernelPool.serial(), x, norm, 1e-6f, gate, up, down, rows);
+                assertClose(want, x, rows * width, "ffn block " + type + " rows " + rows);
+            }
+        }
+    }
+
     @Test
     public void rmsNormMatchesScalar() {
         assume(KernelOp.RMS_NORM, null);

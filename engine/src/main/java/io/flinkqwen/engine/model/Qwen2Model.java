@@ -15,6 +15,7 @@ import io.flinkqwen.kernels.Rope;
 import io.flinkqwen.kernels.VectorOps;
 import io.flinkqwen.kernels.backend.KernelBackend;
 import io.flinkqwen.kernels.backend.KernelBackends;
+import io.flinkqwen.kernels.backend.KernelOp;
 
 /**
  * The Qwen2 and Qwen2-MoE forward pass, in the paper's order: embed, then per layer {RMSNorm,
@@ -334,6 +335,13 @@ public final class Qwen2Model {
 
     private void ffnBlock(Qwen2Weights.Layer w, int l, int n) {
         int h = config.hiddenSize();
+        if (w.ffn instanceof Qwen2Weights.SwiGluFfn
+                && ops.supports(KernelOp.FFN_BLOCK, ((Qwen2Weights.SwiGluFfn) w.ffn).gate.dtype())) {
+            // the whole block as one op where the backend fuses it (activations stay on its device)
+            Qwen2Weights.SwiGluFfn f = (Qwen2Weights.SwiGluFfn) w.ffn;
+            ops.ffnBlock(pool, x, w.ffnNorm, (float) config.rmsNormEps(), f.gate, f.up, f.down, n);
+            return;
+        }
         // rmsnorm
         ops.rmsNorm(xb, x, w.ffnNorm, h, n, (float) config.rmsNormEps());
         // SwiGLU FFN: down(silu(gate(x)) * up(x)), or the MoE block on MoE layers

@@ -117,7 +117,7 @@ public final class TornadoKernelBackend implements KernelBackend {
         if (!ops.contains(op)) {
             return false;
         }
-        return op != KernelOp.MATMUL || MATMUL_TYPES.contains(weights);
+        return op != KernelOp.MATMUL && op != KernelOp.FFN_BLOCK || MATMUL_TYPES.contains(weights);
     }
 
     // ---------------------------------------------------------------- weights
@@ -135,6 +135,7 @@ public final class TornadoKernelBackend implements KernelBackend {
         MatMulLaunch f16;
         MatMulLaunch q8;
         MatMulLaunch f32;
+        FfnLaunch ffn; // one weight format per arena in practice; rebuilt if another comes
 
         Arena(List<WeightMatrix> ms, boolean floats) {
             this.floats = floats;
@@ -347,6 +348,156 @@ public final class TornadoKernelBackend implements KernelBackend {
         }
 
         IntArray launchParams;
+    }
+
+    /**
+     * A dense FFN block as one task graph over one arena: RMSNorm, the gate/up product (the two
+     * matrices back to back, as one), SwiGLU, the down product, the residual add. Only the
+     * residual rows go in and out; the normed input, gate/up and SwiGLU outputs and the down
+     * projection stay on the device between the five kernels.
+     */
+    private final class FfnLaunch {
+        final Arena arena;
+        final DType type;
+        final String name = "fq" + (graphs++) + "ffn";
+        TornadoExecutionPlan plan;
+        WorkerGrid1D[] grids;
+        int[] capacity;
+        FloatArray x;
+        FloatArray norm;
+        FloatArray eps;
+        IntArray[] p; // rms, gate/up, swiglu, down, add
+
+        FfnLaunch(Arena arena, DType type) {
+            this.arena = arena;
+            this.type = type;
+        }
+
+        void run(float[] xHost, float[] normHost, float epsValue, int width, int ffn, int gateOffset, int downOffset, int rows) {
+            int[] need = {rows * width, rows * 2 * ffn, width};
+            if (plan == null || need[0] > capacity[0] || need[1] > capacity[1] || need[2] > capacity[2]) {
+                build(grown(capacity, need));
+            }
+            put(x, xHost, rows * width);
+            put(norm, normHost, width);
+            eps.set(0, epsValue);
+            set(p[0], width, rows);
+            set(p[1], gateOffset, 2 * ffn, width, rows);
+            set(p[2], ffn, rows);
+            set(p[3], downOffset, width, ffn, rows);
+            set(p[4], rows * width);
+            grids[0].setGlobalWork(roundUp(rows * WG), 1, 1);
+            grids[1].setGlobalWork(roundUp(2 * ffn * WG), 1, 1);
+            grids[2].setGlobalWork(roundUp(rows * ffn), 1, 1);
+            grids[3].setGlobalWork(roundUp(width * WG), 1, 1);
+            grids[4].setGlobalWork(roundUp(rows * width), 1, 1);
+            plan.execute();
+            get(x, xHost, rows * width);
+        }
+
+        private void set(IntArray a, int... v) {
+            for (int i = 0; i < v.length; i++) {
+                a.set(i, v[i]);
+            }
+        }
+
+        private void build(int[] cap) {
+            if (plan != null) {
+                toClose.remove(plan);
+                try {
+                    plan.close();
+                } catch (Exception e) {
+                    throw new IllegalStateException("cannot free a TornadoVM plan", e);
+                }
+            }
+            capacity = cap;
+            x = new FloatArray(cap[0]);
+            FloatArray xb = new FloatArray(cap[0]);
+            FloatArray proj = new FloatArray(cap[0]);
+            FloatArray gu = new FloatArray(cap[1]);
+            FloatArray g = new FloatArray(cap[1] / 2 + 1);
+            norm = new FloatArray(cap[2]);
+            eps = new FloatArray(1);
+            p = new IntArray[] {new IntArray(2), new IntArray(4), new IntArray(2), new IntArray(4), new IntArray(1)};
+            TaskGraph tg = new TaskGraph(name + cap[0]);
+            if (type == DType.F32) {
+                tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, arena.floatsArray);
+            } else {
+                tg.transferToDevice(DataTransferMode.FIRST_EXECUTION, arena.bytes, pow2);
+            }
+            tg.transferToDevice(DataTransferMode.EVERY_EXECUTION, x, norm, eps, p[0], p[1], p[2], p[3], p[4])
+                    .task("t0", TornadoKernels::rmsNormRows, new KernelContext(), x, norm, xb, p[0], eps);
+            switch (type) {
+                case F16:
+                    tg.task("t1", TornadoKernels::matMulF16, new KernelContext(), arena.bytes, xb, gu, p[1], pow2);
+                    break;
+                case Q8_0:
+                    tg.task("t1", TornadoKernels::matMulQ8_0, new KernelContext(), arena.bytes, xb, gu, p[1], pow2);
+                    break;
+                default:
+                    tg.task("t1", TornadoKernels::matMulF32, new KernelContext(), arena.floatsArray, xb, gu, p[1]);
+            }
+            tg.task("t2", TornadoKernels::swiGluPacked, new KernelContext(), gu, g, p[2]);
+            switch (type) {
+                case F16:
+                    tg.task("t3", TornadoKernels::matMulF16, new KernelContext(), arena.bytes, g, proj, p[3], pow2);
+                    break;
+                case Q8_0:
+                    tg.task("t3", TornadoKernels::matMulQ8_0, new KernelContext(), arena.bytes, g, proj, p[3], pow2);
+                    break;
+                default:
+                    tg.task("t3", TornadoKernels::matMulF32, new KernelContext(), arena.floatsArray, g, proj, p[3]);
+            }
+            tg.task("t4", TornadoKernels::addInPlace, new KernelContext(), x, proj, p[4])
+                    .transferToHost(DataTransferMode.EVERY_EXECUTION, x);
+            GridScheduler gs = new GridScheduler();
+            grids = new WorkerGrid1D[5];
+            for (int i = 0; i < 5; i++) {
+                grids[i] = new WorkerGrid1D(WG);
+                grids[i].setLocalWork(WG, 1, 1);
+                gs.addWorkerGrid(tg.getTaskGraphName() + ".t" + i, grids[i]);
+            }
+            plan = new TornadoExecutionPlan(tg.snapshot()).withGridScheduler(gs);
+            toClose.add(plan);
+        }
+    }
+
+    @Override
+    public synchronized void ffnBlock(
+            KernelPool pool, float[] x, float[] norm, float eps, WeightMatrix gate, WeightMatrix up, WeightMatrix down,
+            int rows) {
+        if (rows <= 0) {
+            return;
+        }
+        int width = gate.cols();
+        int ffn = gate.rows();
+        if (up.rows() != ffn || up.cols() != width || down.rows() != width || down.cols() != ffn
+                || up.dtype() != gate.dtype() || down.dtype() != gate.dtype() || !MATMUL_TYPES.contains(gate.dtype())) {
+            throw new IllegalArgumentException("an FFN block needs gate and up (ffn, width) and down (width, ffn) of one "
+                    + "supported format, got " + gate + ", " + up + ", " + down);
+        }
+        Placement g = placement(gate);
+        Placement u = placement(up);
+        Placement d = placement(down);
+        long gateSize = gate.dtype() == DType.F32 ? (long) ffn * width : gate.sizeBytes();
+        if (g.arena() != u.arena() || g.arena() != d.arena() || u.offset() != g.offset() + gateSize) {
+            // not packed as one block: the parts, each on the device
+            float[] xb = new float[rows * width];
+            float[] gu0 = new float[rows * ffn];
+            float[] gu1 = new float[rows * ffn];
+            float[] proj = new float[rows * width];
+            rmsNorm(xb, x, norm, width, rows, eps);
+            matMulMany(pool, new float[][] {gu0, gu1}, new WeightMatrix[] {gate, up}, xb, rows);
+            swiGlu(gu0, gu0, gu1, rows * ffn);
+            matMul(pool, proj, down, gu0, rows);
+            addInPlace(x, proj, rows * width);
+            return;
+        }
+        Arena arena = g.arena();
+        if (arena.ffn == null || arena.ffn.type != gate.dtype()) {
+            arena.ffn = new FfnLaunch(arena, gate.dtype());
+        }
+        arena.ffn.run(x, norm, eps, width, ffn, g.offset(), d.offset(), rows);
     }
 
     private static void put(FloatArray dst, float[] src, int n) {

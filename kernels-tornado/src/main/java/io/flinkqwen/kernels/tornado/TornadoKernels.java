@@ -365,6 +365,23 @@ public final class TornadoKernels {
         }
     }
 
+    /**
+     * SwiGLU over the fused gate/up product: row {@code t} of {@code gu} holds the {@code ffn}
+     * gate outputs, then the {@code ffn} up outputs (the two matrices multiplied as one); {@code
+     * out[t * ffn + j] = silu(gu[t * 2ffn + j]) * gu[t * 2ffn + ffn + j]}. {@code p = {ffn,
+     * rows}}; one thread per output.
+     */
+    public static void swiGluPacked(KernelContext ctx, FloatArray gu, FloatArray out, IntArray p) {
+        int i = ctx.globalIdx;
+        int ffn = p.get(0);
+        if (i < ffn * p.get(1)) {
+            int t = i / ffn;
+            int j = i - t * ffn;
+            float g = gu.get(t * 2 * ffn + j);
+            out.set(i, g / (1f + TornadoMath.exp(-g)) * gu.get(t * 2 * ffn + ffn + j));
+        }
+    }
+
     /** {@code acc[i] += x[i]}, {@code p = {n}}; one thread each. */
     public static void addInPlace(KernelContext ctx, FloatArray acc, FloatArray x, IntArray p) {
         int i = ctx.globalIdx;

@@ -35,10 +35,13 @@ public final class CpuKernelBackend implements KernelBackend {
         return "CPU (Vector API kernels, " + Runtime.getRuntime().availableProcessors() + " cores)";
     }
 
-    /** Every op, every weight format ({@link MatMul} decodes all of {@link DType}). */
+    /**
+     * Every op, every weight format ({@link MatMul} decodes all of {@link DType}); the fused
+     * {@link KernelOp#FFN_BLOCK} as its parts only (the engine calls them).
+     */
     @Override
     public boolean supports(KernelOp op, DType weights) {
-        return true;
+        return op != KernelOp.FFN_BLOCK;
     }
 
     @Override

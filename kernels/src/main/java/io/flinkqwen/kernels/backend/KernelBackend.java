@@ -113,6 +113,20 @@ public interface KernelBackend extends AutoCloseable {
      */
     void routerTopK(float[] logits, int experts, int k, boolean normTopkProb, int[] ids, float[] weights, int rows);
 
+    /**
+     * {@code x += down(silu(gate(h)) * up(h))} with {@code h = rmsNorm(x) * norm}, for {@code rows}
+     * rows of the residual stream {@code x} ({@code rows, width}, width = {@code gate.cols()}): a
+     * dense layer's FFN with its norm and residual add, as one op. Only where {@link #supports}
+     * {@code (FFN_BLOCK, gate.dtype())}; the engine calls the parts otherwise.
+     *
+     * @throws UnsupportedOperationException from backends that do not fuse it
+     */
+    default void ffnBlock(
+            KernelPool pool, float[] x, float[] norm, float eps, WeightMatrix gate, WeightMatrix up, WeightMatrix down,
+            int rows) {
+        throw new UnsupportedOperationException(name() + " backend does not run the FFN block as one op");
+    }
+
     /** Releases device resources; the CPU backend has none. */
     @Override
     default void close() {}

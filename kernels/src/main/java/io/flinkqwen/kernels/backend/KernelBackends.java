@@ -138,7 +138,7 @@ public final class KernelBackends {
         Fallback(KernelBackend device) {
             this.device = device;
             for (KernelOp op : KernelOp.values()) {
-                if (op != KernelOp.MATMUL && device.supports(op, null)) {
+                if (op != KernelOp.MATMUL && op != KernelOp.FFN_BLOCK && device.supports(op, null)) {
                     ops.add(op);
                 }
             }
@@ -165,6 +165,7 @@ public final class KernelBackends {
         @Override
         public String description() {
             Set<KernelOp> onCpu = EnumSet.complementOf(EnumSet.copyOf(withMatMul()));
+            onCpu.remove(KernelOp.FFN_BLOCK);
             Set<DType> cpuTypes = matMulTypes.isEmpty() ? EnumSet.allOf(DType.class) : EnumSet.complementOf(EnumSet.copyOf(matMulTypes));
             return device.description() + " (on the CPU: ops " + onCpu + ", MATMUL of " + cpuTypes + ")";
         }
@@ -178,9 +179,17 @@ public final class KernelBackends {
             return s;
         }
 
+        /** Everything runs somewhere; the fused FFN block only where the device fuses it. */
         @Override
         public boolean supports(KernelOp op, DType weights) {
-            return true;
+            return op != KernelOp.FFN_BLOCK || device.supports(op, weights);
+        }
+
+        @Override
+        public void ffnBlock(
+                KernelPool pool, float[] x, float[] norm, float eps, WeightMatrix gate, WeightMatrix up,
+                WeightMatrix down, int rows) {
+            device.ffnBlock(pool, x, norm, eps, gate, up, down, rows);
         }
 
         @Override

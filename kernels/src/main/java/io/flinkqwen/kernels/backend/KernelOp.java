@@ -27,5 +27,11 @@ public enum KernelOp {
     /** Residual add, {@code acc += x}. */
     ADD,
     /** MoE router: softmax over all experts, top-k, optional renormalisation. */
-    ROUTER_TOP_K
+    ROUTER_TOP_K,
+    /**
+     * A dense layer's whole FFN as one op (RMSNorm, gate/up, SwiGLU, down, residual add), its
+     * intermediate activations never leaving the device. A fused op: a backend that does not
+     * support it (the CPU's) gets the parts instead, one call each.
+     */
+    FFN_BLOCK
 }
