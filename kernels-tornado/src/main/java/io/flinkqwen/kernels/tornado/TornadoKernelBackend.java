@@ -46,8 +46,10 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *       the device for the life of the backend.
  *   <li>Activations, norm weights, RoPE angles, KV cache: copied to the device and the results
  *       back at every call (each call is one TornadoVM execution plan launch). This is the
- *       per-op shape of the {@link KernelBackend} interface; keeping activations and the KV cache
- *       on the device across layers needs a whole-layer plan, which this class does not have yet.
+ *       per-op shape of the {@link KernelBackend} interface. The one exception is {@link
+ *       #ffnBlock}: a dense FFN's five kernels in one task graph, its intermediates on the device.
+ *       Keeping the residual stream and the KV cache on the device across layers needs a
+ *       whole-layer plan, which this class does not have yet.
  * </ul>
  *
  * <p>Each kernel has one execution plan per arena (mat-muls) or one in all (the rest), compiled
