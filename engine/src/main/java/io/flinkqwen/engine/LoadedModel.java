@@ -253,11 +253,18 @@ public final class LoadedModel implements AutoCloseable {
         }
     }
 
-    /** A forward pass over these weights on {@code pool}. */
+    /**
+     * A forward pass over these weights on {@code pool}, on the kernel backend the {@code
+     * flinkqwen.device} system property names (default {@code auto}: TornadoVM if its backend is
+     * on the class path and finds a device, else the CPU).
+     */
     public Qwen2Model newForward(KernelPool pool, int maxChunkTokens) {
-        return moeConfig != null
-                ? new Qwen2Model(moeConfig, weights, pool, maxChunkTokens)
-                : new Qwen2Model(config, weights, pool, maxChunkTokens);
+        return newForward(pool, maxChunkTokens, io.flinkqwen.kernels.backend.KernelBackends.fromSystemProperty());
+    }
+
+    /** A forward pass over these weights on {@code backend} (ops it lacks run on the CPU, on {@code pool}). */
+    public Qwen2Model newForward(KernelPool pool, int maxChunkTokens, io.flinkqwen.kernels.backend.KernelBackend backend) {
+        return new Qwen2Model(config, weights, pool, maxChunkTokens, moeConfig, backend);
     }
 
     public Path source() {

@@ -6,8 +6,7 @@
 package io.flinkqwen.engine.model;
 
 import io.flinkqwen.kernels.KernelPool;
-import io.flinkqwen.kernels.MatMul;
-import io.flinkqwen.kernels.SwiGlu;
+import io.flinkqwen.kernels.backend.KernelBackend;
 
 /** The SwiGLU feed-forward block, once: a dense layer's FFN, each routed expert, the shared expert. */
 final class FeedForward {
@@ -26,18 +25,18 @@ final class FeedForward {
      * @param out (n, hidden), overwritten
      */
     static void swiGlu(
-            KernelPool pool, Qwen2Weights.SwiGluFfn w, float[] out, float[] x, int n, float[] gate, float[] up) {
+            KernelBackend ops, KernelPool pool, Qwen2Weights.SwiGluFfn w, float[] out, float[] x, int n, float[] gate, float[] up) {
         // gate and up read the same x: one hand-off to the pool for both
         float[][] gateUp = GATE_UP.get();
         gateUp[0] = gate;
         gateUp[1] = up;
         try {
-            MatMul.matMulMany(pool, gateUp, w.gateUp, x, n);
+            ops.matMulMany(pool, gateUp, w.gateUp, x, n);
         } finally {
             gateUp[0] = null;
             gateUp[1] = null;
         }
-        SwiGlu.swiGlu(gate, 0, gate, 0, up, 0, n * w.ffnSize());
-        MatMul.matMul(pool, out, w.down, gate, n);
+        ops.swiGlu(gate, gate, up, n * w.ffnSize());
+        ops.matMul(pool, out, w.down, gate, n);
     }
 }

@@ -7,10 +7,10 @@ package io.flinkqwen.engine.model;
 
 import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.kernels.KernelPool;
-import io.flinkqwen.kernels.MatMul;
-import io.flinkqwen.kernels.SwiGlu;
+import io.flinkqwen.kernels.Router;
 import io.flinkqwen.kernels.VectorOps;
 import io.flinkqwen.kernels.WeightMatrix;
+import io.flinkqwen.kernels.backend.KernelBackend;
 
 /**
  * The Qwen2-MoE feed-forward block (HF {@code Qwen2MoeSparseMoeBlock}, llama.cpp {@code
@@ -28,6 +28,7 @@ import io.flinkqwen.kernels.WeightMatrix;
  */
 final class MoeBlock {
 
+    private final KernelBackend ops;
     private final KernelPool pool;
     private final int hidden;
     private final int experts;
@@ -61,7 +62,8 @@ final class MoeBlock {
     private final float[][] expertUp;
     private final float[][] expertDown;
 
-    MoeBlock(Qwen2MoeConfig c, KernelPool pool, int maxChunk) {
+    MoeBlock(Qwen2MoeConfig c, KernelBackend ops, KernelPool pool, int maxChunk) {
+        this.ops = ops;
         this.pool = pool;
         this.hidden = c.hiddenSize();
         this.experts = c.numExperts();
@@ -103,10 +105,10 @@ final class MoeBlock {
      */
     void forward(Qwen2Weights.MoeFfn w, int layer, float[] out, float[] x, int n) {
         // router logits, (n, experts)
-        MatMul.matMul(pool, routerLogits, w.router, x, n);
+        ops.matMul(pool, routerLogits, w.router, x, n);
         // route each token: softmax over all experts, then top-k
+        ops.routerTopK(routerLogits, experts, topK, normTopkProb, chosen, chosenWeight, n);
         for (int t = 0; t < n; t++) {
-            route(routerLogits, t * experts, experts, topK, normTopkProb, chosen, chosenWeight, t * topK);
             stats.margin(t, n, topKMargin(routerLogits, t * experts, t * topK));
         }
         // group the chunk's tokens by expert
@@ -158,15 +160,15 @@ final class MoeBlock {
             eachTokens[2 * i] = slotTokens[i];
             eachTokens[2 * i + 1] = slotTokens[i];
         }
-        MatMul.matMulEach(pool, eachOut, eachMatrix, eachIn, eachTokens, 2 * slots);
+        ops.matMulEach(pool, eachOut, eachMatrix, eachIn, eachTokens, 2 * slots);
         for (int i = 0; i < slots; i++) {
-            SwiGlu.swiGlu(slotGate[i], 0, slotGate[i], 0, slotUp[i], 0, slotTokens[i] * slotFfn[i].ffnSize());
+            ops.swiGlu(slotGate[i], slotGate[i], slotUp[i], slotTokens[i] * slotFfn[i].ffnSize());
             eachMatrix[i] = slotFfn[i].down;
             eachOut[i] = slotDown[i];
             eachIn[i] = slotGate[i];
             eachTokens[i] = slotTokens[i];
         }
-        MatMul.matMulEach(pool, eachOut, eachMatrix, eachIn, eachTokens, slots);
+        ops.matMulEach(pool, eachOut, eachMatrix, eachIn, eachTokens, slots);
         // shared expert scaled by sigmoid(shared_expert_gate . x), then the experts by ascending id
         for (int t = 0; t < n; t++) {
             float g = VectorOps.dot(w.sharedGate, 0, x, t * hidden, hidden);
@@ -201,46 +203,13 @@ final class MoeBlock {
     }
 
     /**
-     * Routes one token as HF {@code Qwen2MoeSparseMoeBlock} does: {@code p = softmax(logits)} over
-     * all {@code experts} (in float), the {@code k} largest {@code p} (ties: the lower expert id
-     * first), and only if {@code normTopkProb} the k weights divided by their sum. Without
-     * renormalisation the weights are the softmax probabilities themselves and sum to less than 1.
-     *
-     * @param ids receives the k expert ids at {@code outOff}, by descending weight
-     * @param weights receives their routing weights at {@code outOff}
+     * Routes one token as HF {@code Qwen2MoeSparseMoeBlock} does ({@link Router#route}, the
+     * kernel every backend's router mirrors): softmax over all experts, the top k, renormalised
+     * only if {@code normTopkProb}.
      */
     static void route(
             float[] logits, int off, int experts, int k, boolean normTopkProb, int[] ids, float[] weights, int outOff) {
-        float max = Float.NEGATIVE_INFINITY;
-        for (int e = 0; e < experts; e++) {
-            max = Math.max(max, logits[off + e]);
-        }
-        float sum = 0;
-        for (int e = 0; e < experts; e++) {
-            sum += (float) Math.exp(logits[off + e] - max);
-        }
-        // top-k by logit: softmax is monotonic, so the order is the same as by probability
-        float picked = 0;
-        for (int j = 0; j < k; j++) {
-            int best = -1;
-            for (int e = 0; e < experts; e++) {
-                if (isChosen(ids, outOff, j, e)) {
-                    continue;
-                }
-                if (best < 0 || logits[off + e] > logits[off + best]) {
-                    best = e;
-                }
-            }
-            ids[outOff + j] = best;
-            weights[outOff + j] = (float) Math.exp(logits[off + best] - max) / sum;
-            picked += weights[outOff + j];
-        }
-        // norm_topk_prob: renormalise the k weights to sum 1 (Qwen's released MoE configs: false)
-        if (normTopkProb) {
-            for (int j = 0; j < k; j++) {
-                weights[outOff + j] /= picked;
-            }
-        }
+        Router.route(logits, off, experts, k, normTopkProb, ids, weights, outOff);
     }
 
     /** The k-th largest logit minus the largest one not chosen. */
@@ -259,11 +228,6 @@ final class MoeBlock {
     }
 
     private static boolean isChosen(int[] ids, int off, int n, int e) {
-        for (int j = 0; j < n; j++) {
-            if (ids[off + j] == e) {
-                return true;
-            }
-        }
-        return false;
+        return Router.isChosen(ids, off, n, e);
     }
 }

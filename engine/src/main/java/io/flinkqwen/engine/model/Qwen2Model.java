@@ -9,11 +9,13 @@ import io.flinkqwen.engine.config.Qwen2Config;
 import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.kernels.Attention;
 import io.flinkqwen.kernels.KernelPool;
-import io.flinkqwen.kernels.MatMul;
 import io.flinkqwen.kernels.Quantize;
 import io.flinkqwen.kernels.RmsNorm;
 import io.flinkqwen.kernels.Rope;
 import io.flinkqwen.kernels.VectorOps;
+import io.flinkqwen.kernels.backend.KernelBackend;
+import io.flinkqwen.kernels.backend.KernelBackends;
+import io.flinkqwen.kernels.backend.KernelOp;
 
 /**
  * The Qwen2 and Qwen2-MoE forward pass, in the paper's order: embed, then per layer {RMSNorm,
@@ -25,6 +27,10 @@ import io.flinkqwen.kernels.VectorOps;
  * go through each matrix together, so every weight row is read once per chunk of up to {@link
  * #maxChunkTokens()} tokens.
  *
+ * <p>Matrix products, norms, SwiGLU, residual adds and the MoE router go through a {@link
+ * KernelBackend} (the {@code flinkqwen.device} system property's, CPU by default; ops it does not
+ * support run on the CPU); RoPE, biases, the KV cache and attention run on the CPU kernels.
+ *
  * <p>Not thread-safe: one caller at a time (the activations below are reused across calls so
  * that the per-token path does not allocate). Matrix products use all threads of the pool.
  */
@@ -33,6 +39,7 @@ public final class Qwen2Model {
     private final Qwen2Config config;
     private final Qwen2Weights weights;
     private final KernelPool pool;
+    private final KernelBackend ops; // with CPU fallback per op
     private final int maxChunk;
 
     // RoPE tables, (position, headDim / 2).
@@ -61,19 +68,25 @@ public final class Qwen2Model {
     private final MoeBlock moe; // null for a dense model
 
     public Qwen2Model(Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
-        this(config, weights, pool, maxChunkTokens, null);
+        this(config, weights, pool, maxChunkTokens, null, KernelBackends.fromSystemProperty());
     }
 
     /** A Qwen2-MoE forward pass: the same blocks, with {@link MoeBlock} as the FFN of MoE layers. */
     public Qwen2Model(Qwen2MoeConfig config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
-        this(config.dense(), weights, pool, maxChunkTokens, config);
+        this(config.dense(), weights, pool, maxChunkTokens, config, KernelBackends.fromSystemProperty());
     }
 
-    private Qwen2Model(
-            Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens, Qwen2MoeConfig moeConfig) {
+    /**
+     * A forward pass on the kernel backend {@code backend} (ops it does not support run on the
+     * CPU); {@code moeConfig} is null for a dense model. The backend gets the weights once, here.
+     */
+    public Qwen2Model(
+            Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens, Qwen2MoeConfig moeConfig,
+            KernelBackend backend) {
         this.config = config;
         this.weights = weights;
         this.pool = pool;
+        this.ops = KernelBackends.withCpuFallback(backend);
         this.maxChunk = Math.max(1, maxChunkTokens);
         int h = config.hiddenSize();
         int kv = config.kvDim();
@@ -98,13 +111,19 @@ public final class Qwen2Model {
         up = new float[maxChunk * ffn];
         logits = new float[config.vocabSize()];
         scores = new float[pool.threads()][256];
-        moe = moeConfig == null ? null : new MoeBlock(moeConfig, pool, maxChunk);
+        moe = moeConfig == null ? null : new MoeBlock(moeConfig, ops, pool, maxChunk);
         for (int l = 0; l < weights.layers.length; l++) {
             if (weights.layers[l].ffn instanceof Qwen2Weights.MoeFfn && moe == null) {
                 throw new IllegalArgumentException(
                         "layer " + l + " has MoE weights: construct the model with its Qwen2MoeConfig");
             }
         }
+        ops.prepare(weights.matrices());
+    }
+
+    /** The kernel backend this model runs on (with CPU fallback per op). */
+    public KernelBackend backend() {
+        return ops;
     }
 
     public Qwen2Config config() {
@@ -183,13 +202,11 @@ public final class Qwen2Model {
             rowCache[i] = null;
         }
         int h = config.hiddenSize();
-        for (int t = 0; t < count; t++) {
-            RmsNorm.rmsNorm(xb, t * h, x, t * h, weights.outputNorm, h, (float) config.rmsNormEps());
-        }
+        ops.rmsNorm(xb, x, weights.outputNorm, h, count, (float) config.rmsNormEps());
         if (batchLogits.length < count * config.vocabSize()) {
             batchLogits = new float[count * config.vocabSize()];
         }
-        MatMul.matMul(pool, batchLogits, weights.output, xb, count);
+        ops.matMul(pool, batchLogits, weights.output, xb, count);
         return batchLogits;
     }
 
@@ -230,17 +247,15 @@ public final class Qwen2Model {
         // final norm and LM head, last token only
         int h = config.hiddenSize();
         RmsNorm.rmsNorm(xb, 0, x, (n - 1) * h, weights.outputNorm, h, (float) config.rmsNormEps());
-        MatMul.matMul(pool, logits, weights.output, xb, 1);
+        ops.matMul(pool, logits, weights.output, xb, 1);
     }
 
     private float[] chunkAllLogits(KvCache cache, int[] tokens, int off, int n) {
         layersOf(cache, tokens, off, n);
         int h = config.hiddenSize();
-        for (int t = 0; t < n; t++) {
-            RmsNorm.rmsNorm(xb, t * h, x, t * h, weights.outputNorm, h, (float) config.rmsNormEps());
-        }
+        ops.rmsNorm(xb, x, weights.outputNorm, h, n, (float) config.rmsNormEps());
         float[] out = new float[n * config.vocabSize()];
-        MatMul.matMul(pool, out, weights.output, xb, n);
+        ops.matMul(pool, out, weights.output, xb, n);
         return out;
     }
 
@@ -291,11 +306,9 @@ public final class Qwen2Model {
         int headDim = config.headDim();
         float eps = (float) config.rmsNormEps();
         // rmsnorm
-        for (int t = 0; t < n; t++) {
-            RmsNorm.rmsNorm(xb, t * h, x, t * h, w.attnNorm, h, eps);
-        }
+        ops.rmsNorm(xb, x, w.attnNorm, h, n, eps);
         // q, k, v projections, each with its bias (Qwen2 keeps biases on q/k/v only)
-        MatMul.matMulMany(pool, qkv, w.qkv, xb, n); // one hand-off to the pool for all three
+        ops.matMulMany(pool, qkv, w.qkv, xb, n); // one hand-off to the pool for all three
         for (int t = 0; t < n; t++) {
             VectorOps.addInPlace(q, t * h, w.bq, 0, h);
             VectorOps.addInPlace(k, t * kvDim, w.bk, 0, kvDim);
@@ -318,24 +331,29 @@ public final class Qwen2Model {
         attentionTask.layer = l;
         pool.parallelFor(n * config.numAttentionHeads(), attentionTask);
         // output projection, residual
-        MatMul.matMul(pool, proj, w.wo, att, n);
-        VectorOps.addInPlace(x, 0, proj, 0, n * h);
+        ops.matMul(pool, proj, w.wo, att, n);
+        ops.addInPlace(x, proj, n * h);
     }
 
     private void ffnBlock(Qwen2Weights.Layer w, int l, int n) {
         int h = config.hiddenSize();
-        // rmsnorm
-        for (int t = 0; t < n; t++) {
-            RmsNorm.rmsNorm(xb, t * h, x, t * h, w.ffnNorm, h, (float) config.rmsNormEps());
+        if (w.ffn instanceof Qwen2Weights.SwiGluFfn
+                && ops.supports(KernelOp.FFN_BLOCK, ((Qwen2Weights.SwiGluFfn) w.ffn).gate.dtype())) {
+            // the whole block as one op where the backend fuses it (activations stay on its device)
+            Qwen2Weights.SwiGluFfn f = (Qwen2Weights.SwiGluFfn) w.ffn;
+            ops.ffnBlock(pool, x, w.ffnNorm, (float) config.rmsNormEps(), f.gate, f.up, f.down, n);
+            return;
         }
+        // rmsnorm
+        ops.rmsNorm(xb, x, w.ffnNorm, h, n, (float) config.rmsNormEps());
         // SwiGLU FFN: down(silu(gate(x)) * up(x)), or the MoE block on MoE layers
         if (w.ffn instanceof Qwen2Weights.MoeFfn) {
             moe.forward((Qwen2Weights.MoeFfn) w.ffn, l, proj, xb, n);
         } else {
-            FeedForward.swiGlu(pool, (Qwen2Weights.SwiGluFfn) w.ffn, proj, xb, n, gate, up);
+            FeedForward.swiGlu(ops, pool, (Qwen2Weights.SwiGluFfn) w.ffn, proj, xb, n, gate, up);
         }
         // residual
-        VectorOps.addInPlace(x, 0, proj, 0, n * h);
+        ops.addInPlace(x, proj, n * h);
     }
 
     /**

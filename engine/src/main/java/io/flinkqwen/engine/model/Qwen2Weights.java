@@ -263,6 +263,30 @@ public final class Qwen2Weights {
         return total;
     }
 
+    /**
+     * Every matrix the forward pass multiplies by (the layers', the router's and experts', the LM
+     * head), once each: what a kernel backend copies to its device at load.
+     */
+    public java.util.List<WeightMatrix> matrices() {
+        java.util.List<WeightMatrix> out = new java.util.ArrayList<>();
+        for (Layer l : layers) {
+            java.util.Collections.addAll(out, l.wq, l.wk, l.wv, l.wo);
+            if (l.ffn instanceof MoeFfn) {
+                MoeFfn m = (MoeFfn) l.ffn;
+                out.add(m.router);
+                for (SwiGluFfn e : m.experts) {
+                    java.util.Collections.addAll(out, e.gate, e.up, e.down);
+                }
+                java.util.Collections.addAll(out, m.shared.gate, m.shared.up, m.shared.down);
+            } else {
+                SwiGluFfn f = (SwiGluFfn) l.ffn;
+                java.util.Collections.addAll(out, f.gate, f.up, f.down);
+            }
+        }
+        out.add(output);
+        return out;
+    }
+
     /** Whether the kernels read the layer matrices from the heap (of the first layer's Q). */
     public boolean onHeap() {
         return layers[0].wq.isPacked();

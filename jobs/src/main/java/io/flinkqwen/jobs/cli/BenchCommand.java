@@ -139,6 +139,8 @@ final class BenchCommand implements Main.Command {
             o.put("weights_on_heap", model.weights().onHeap());
             try (KernelPool pool = new KernelPool(threads)) {
                 Qwen2Model forward = model.newForward(pool, chunk);
+                o.put("device", forward.backend().name());
+                o.put("device_description", forward.backend().description());
                 for (int r = 0; r < warmup + runs; r++) {
                     double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens) : batchRun(forward, prompt, genTokens, batch);
                     if (r == 0) {

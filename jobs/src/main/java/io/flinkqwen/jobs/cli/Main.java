@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.jobs.cli;
 
+import io.flinkqwen.kernels.backend.KernelBackends;
 import java.io.PrintStream;
 import java.util.Arrays;
 import java.util.List;
@@ -29,7 +30,10 @@ public final class Main {
                     "  translate        streaming translation of JSON requests (file, stdin or Kafka)",
                     "  sql              run a SQL script with the QWEN_* functions on an embedded MiniCluster",
                     "",
-                    "'flink-qwen <command> --help' lists a command's options.");
+                    "'flink-qwen <command> --help' lists a command's options.",
+                    "",
+                    "every command also takes --device auto|cpu|tornado: the kernel backend (default auto:",
+                    "TornadoVM where its backend is on the class path and finds a device, else the CPU).");
 
     private Main() {}
 
@@ -44,7 +48,13 @@ public final class Main {
             return args.length == 0 ? 2 : 0;
         }
         String command = args[0];
-        List<String> rest = Arrays.asList(args).subList(1, args.length);
+        List<String> rest;
+        try {
+            rest = takeDevice(Arrays.asList(args).subList(1, args.length));
+        } catch (Args.UsageException e) {
+            err.println("error: " + e.getMessage());
+            return 2;
+        }
         Command c;
         switch (command) {
             case "generate":
@@ -73,6 +83,35 @@ public final class Main {
                 return 2;
         }
         return run(c, rest, out, err);
+    }
+
+    /**
+     * Takes {@code --device NAME} (or {@code --device=NAME}) out of a command's arguments and
+     * sets it as the {@value KernelBackends#DEVICE_PROPERTY} system property, which every forward
+     * pass of this JVM reads (the embedded MiniCluster's operators included).
+     */
+    static List<String> takeDevice(List<String> args) throws Args.UsageException {
+        List<String> rest = new java.util.ArrayList<>();
+        for (int i = 0; i < args.size(); i++) {
+            String a = args.get(i);
+            String value = null;
+            if (a.equals("--device")) {
+                if (i + 1 >= args.size()) {
+                    throw new Args.UsageException("--device needs a value: auto, cpu or tornado");
+                }
+                value = args.get(++i);
+            } else if (a.startsWith("--device=")) {
+                value = a.substring("--device=".length());
+            } else {
+                rest.add(a);
+                continue;
+            }
+            if (value.isBlank() || value.startsWith("--")) {
+                throw new Args.UsageException("--device needs a value: auto, cpu or tornado, got '" + value + "'");
+            }
+            System.setProperty(KernelBackends.DEVICE_PROPERTY, value);
+        }
+        return rest;
     }
 
     /** Runs one command with its arguments; returns the exit code. */

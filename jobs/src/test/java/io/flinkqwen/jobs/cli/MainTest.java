@@ -71,6 +71,27 @@ class MainTest {
     }
 
     @Test
+    void deviceSelectsTheKernelBackendAndAnUnknownOneIsNamed() {
+        String before = System.getProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY);
+        try {
+            Run cpu = run("generate", "--device", "cpu", "--model", gguf.toString(), "--prompt-ids", "1,2", "--max-new-tokens", "2");
+            assertEquals(0, cpu.code, cpu.err);
+            Run unknown = run("generate", "--device=quantum", "--model", gguf.toString(), "--prompt-ids", "1,2", "--max-new-tokens", "2");
+            assertEquals(1, unknown.code, unknown.err);
+            assertTrue(unknown.err.contains("no kernel backend 'quantum' on the class path (found: cpu"), unknown.err);
+            Run noValue = run("generate", "--model", gguf.toString(), "--device");
+            assertEquals(2, noValue.code, noValue.err);
+            assertTrue(noValue.err.contains("--device needs a value"), noValue.err);
+        } finally {
+            if (before == null) {
+                System.clearProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY);
+            } else {
+                System.setProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY, before);
+            }
+        }
+    }
+
+    @Test
     void generateTextStreamsTheSameTextAsJson() throws Exception {
         Run text = run("generate", "--model", gguf.toString(), "--prompt", "The log says", "--max-new-tokens", "10", "--seed", "3", "--temperature", "0.8");
         Run json = run("generate", "--model", gguf.toString(), "--prompt", "The log says", "--max-new-tokens", "10", "--seed", "3", "--temperature", "0.8", "--output", "json");

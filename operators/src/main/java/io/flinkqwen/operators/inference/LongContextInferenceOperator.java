@@ -13,6 +13,7 @@ import io.flinkqwen.engine.serve.InferenceEngine;
 import io.flinkqwen.engine.tokenizer.ChatMl;
 import io.flinkqwen.engine.tokenizer.Qwen2Tokenizer;
 import io.flinkqwen.kernels.KernelPool;
+import io.flinkqwen.kernels.backend.KernelBackends;
 import io.flinkqwen.operators.arrow.AllocatorSource;
 import io.flinkqwen.operators.arrow.ArrowRequestBatcher;
 import io.flinkqwen.operators.arrow.RequestBatch;
@@ -268,7 +269,10 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         }
         modelName = settings.resolvedModelName();
         pool = new KernelPool(settings.threads());
-        engine = engineFactory.create(model.newForward(pool, 64), settings);
+        // qwen.device from the job's global parameters, else the JVM's flinkqwen.device (default auto)
+        String device = getExecutionConfig().getGlobalJobParameters().toMap().getOrDefault(
+                QwenInferenceOptions.DEVICE.key(), System.getProperty(KernelBackends.DEVICE_PROPERTY, "auto"));
+        engine = engineFactory.create(model.newForward(pool, 64, KernelBackends.select(device)), settings);
         var task = getRuntimeContext().getTaskInfo();
         batcher = new ArrowRequestBatcher(allocatorSource.parent(),
                 task.getTaskNameWithSubtasks() + "/" + getOperatorID(), Long.MAX_VALUE, settings.batch());

@@ -96,6 +96,13 @@ public final class QwenInferenceOptions {
             .defaultValue(1)
             .withDescription("Kernel threads of each operator instance's engine.");
 
+    public static final ConfigOption<String> DEVICE = ConfigOptions.key("qwen.device")
+            .stringType()
+            .defaultValue("auto")
+            .withDescription("Kernel backend of the engine: auto (TornadoVM where its backend is on the class path and "
+                    + "finds a device, else the CPU), cpu, or tornado. Read from the job's global parameters by the "
+                    + "operator and the SQL functions.");
+
     public static final ConfigOption<Integer> BATCH_MAX_ROWS = ConfigOptions.key("qwen.batch.max-rows")
             .intType()
             .defaultValue(4)

@@ -19,13 +19,20 @@ import org.apache.flink.annotation.Internal;
  * @param capacity requests in the engine at most (running and queued); more wait in the
  *     registry's queue, never dropped
  * @param kvBudgetBytes KV-cache bytes of the engine's running requests
+ * @param device kernel backend: auto, cpu or tornado
  */
 @Internal
-public record EngineSpec(String model, int threads, int maxSequences, int capacity, long kvBudgetBytes)
+public record EngineSpec(String model, int threads, int maxSequences, int capacity, long kvBudgetBytes, String device)
         implements Serializable {
+
+    /** On the {@code auto} kernel backend. */
+    public EngineSpec(String model, int threads, int maxSequences, int capacity, long kvBudgetBytes) {
+        this(model, threads, maxSequences, capacity, kvBudgetBytes, "auto");
+    }
 
     public EngineSpec {
         Objects.requireNonNull(model, "model");
+        Objects.requireNonNull(device, "device");
         check(threads >= 1, "threads", threads, ">= 1");
         check(maxSequences >= 1, "max-sequences", maxSequences, ">= 1");
         check(capacity >= maxSequences, "capacity", capacity, ">= max-sequences = " + maxSequences);

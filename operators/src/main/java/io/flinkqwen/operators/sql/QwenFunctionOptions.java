@@ -48,7 +48,8 @@ public final class QwenFunctionOptions {
             QwenInferenceOptions.THREADS,
             QwenInferenceOptions.MAX_SEQUENCES,
             QwenInferenceOptions.CAPACITY,
-            QwenInferenceOptions.KV_BUDGET);
+            QwenInferenceOptions.KV_BUDGET,
+            QwenInferenceOptions.DEVICE);
 
     private QwenFunctionOptions() {}
 
@@ -91,7 +92,8 @@ public final class QwenFunctionOptions {
             }
             EngineSpec spec = new EngineSpec(model, c.get(QwenInferenceOptions.THREADS),
                     c.get(QwenInferenceOptions.MAX_SEQUENCES), c.get(QwenInferenceOptions.CAPACITY),
-                    c.get(QwenInferenceOptions.KV_BUDGET).getBytes());
+                    c.get(QwenInferenceOptions.KV_BUDGET).getBytes(), c.getOptional(QwenInferenceOptions.DEVICE)
+                            .orElse(System.getProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY, "auto")));
             return new Resolved(spec, maxNewTokens, c.get(QwenInferenceOptions.SYSTEM_PROMPT), c.get(ON_INVALID_INPUT));
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(function + ": " + e.getMessage(), e);

@@ -67,6 +67,11 @@ public final class QwenModelOptions {
             .defaultValue(0L)
             .withDescription("The sampler's seed when temperature > 0.");
 
+    public static final ConfigOption<String> DEVICE = ConfigOptions.key("device")
+            .stringType()
+            .defaultValue("auto")
+            .withDescription("Kernel backend of the engine: auto (TornadoVM if present with a device, else the CPU), cpu, tornado.");
+
     public static final ConfigOption<Integer> THREADS = ConfigOptions.key("threads")
             .intType()
             .defaultValue(1)
