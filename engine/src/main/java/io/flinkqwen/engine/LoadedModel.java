@@ -8,6 +8,7 @@ package io.flinkqwen.engine;
 import io.flinkqwen.engine.config.Qwen2Config;
 import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.engine.gguf.GgufFile;
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.engine.model.Qwen2Model;
 import io.flinkqwen.engine.model.Qwen2Weights;
 import io.flinkqwen.engine.model.TensorNaming;
@@ -249,11 +250,17 @@ public final class LoadedModel implements AutoCloseable {
         }
     }
 
-    /** A forward pass over these weights on {@code pool}. */
+    /**
+     * A forward pass over these weights on {@code pool}, its KV caches in the format the system
+     * property {@value KvFormat#PROPERTY} names (F32 if unset).
+     */
     public Qwen2Model newForward(KernelPool pool, int maxChunkTokens) {
-        return moeConfig != null
-                ? new Qwen2Model(moeConfig, weights, pool, maxChunkTokens)
-                : new Qwen2Model(config, weights, pool, maxChunkTokens);
+        return newForward(pool, maxChunkTokens, KvFormat.fromSystemProperty());
+    }
+
+    /** A forward pass over these weights on {@code pool}, its KV caches stored as {@code kvFormat}. */
+    public Qwen2Model newForward(KernelPool pool, int maxChunkTokens, KvFormat kvFormat) {
+        return new Qwen2Model(config, weights, pool, maxChunkTokens, moeConfig, kvFormat);
     }
 
     public Path source() {
