@@ -107,6 +107,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final AtomicLong sharedPrefixTokens = new AtomicLong();
     private volatile long kvBytesInUse;
     private volatile long idleKvBytesNow;
+    private volatile int idleSessionCount;
 
     /** With a KV budget of 256 MiB for running and idle caches together. */
     public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity) {
@@ -270,6 +271,11 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return kvPool;
     }
 
+    /** Sessions whose KV cache is kept between requests now (within the budget). */
+    public int idleSessions() {
+        return idleSessionCount;
+    }
+
     /** Idle sessions whose cache was dropped to stay within the budget. */
     public long evictions() {
         return evictions.get();
@@ -354,6 +360,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
 
     /** Bytes of the blocks that only idle sessions hold: all in use less the running caches' (each block once). */
     private long idleBytes() {
+        idleSessionCount = idleSessions.size();
         long stamp = kvPool.newStamp();
         int runningBlocks = 0;
         for (int j = 0; j < running.size(); j++) { // no iterator per step
