@@ -235,10 +235,11 @@ final class BenchCommand implements Main.Command {
             next = Sampler.argmax(forward.forward(cache, one, 0, 1), forward.config().vocabSize());
         }
         long decodeNanos = System.nanoTime() - t0;
+        long kvBytes = cache.sizeBytes();
         cache.release(); // its blocks go back to the model's pool for the next run
         return new double[] {
             prompt.length / (prefillNanos / 1e9), genTokens > 1 ? (genTokens - 1) / (decodeNanos / 1e9) : 0,
-            prefillNanos / 1e6, cache.sizeBytes()
+            prefillNanos / 1e6, kvBytes
         };
     }
 
