@@ -213,6 +213,29 @@ public final class KvCache {
         publishedUpTo = Math.max(publishedUpTo, full);
     }
 
+    /**
+     * For benchmarks of decode at long context: fills positions {@code [length(), positions)}
+     * with copies of the whole blocks already written (block {@code i} gets block {@code i mod
+     * k}'s keys, values and ids), so that attention then reads {@code positions} positions
+     * without their prefill. The text such a context stands for means nothing; the work per
+     * decoded token is that of a real context of that length. {@code length()} and {@code
+     * positions} must be whole blocks.
+     */
+    public void repeatTo(int positions) {
+        int bp = pool.blockPositions();
+        if (length == 0 || length % bp != 0 || positions % bp != 0 || positions < length || positions > maxPositions) {
+            throw new IllegalArgumentException("repeatTo needs whole blocks from " + length + " up to " + positions
+                    + " (at most " + maxPositions + ", blocks of " + bp + ")");
+        }
+        ensureCapacity(positions);
+        int src = length / bp;
+        for (int i = src; i < positions / bp; i++) {
+            blocks[i].copyFrom(blocks[i % src]);
+            System.arraycopy(tokens, (i % src) * bp, tokens, i * bp, bp);
+        }
+        length = positions;
+    }
+
     /** Makes room for {@code extra} more positions, or fails naming the context limit. */
     void reserve(int extra) {
         long needed = (long) length + extra;

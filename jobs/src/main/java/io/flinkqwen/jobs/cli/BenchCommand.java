@@ -61,7 +61,7 @@ final class BenchCommand implements Main.Command {
                 "\n",
                 "usage: flink-qwen bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--batch B]",
                 "         [--threads N] [--runs R] [--warmup W] [--chunk-tokens N] [--vs-llama-cpp] [--oracle-dir DIR]",
-                "         [--bandwidth-gb-s X] [--kv-type f32|f16|q8] [--output json|text]",
+                "         [--bandwidth-gb-s X] [--kv-type f32|f16|q8] [--fill-context N] [--output json|text]",
                 "",
                 "  --prompt-tokens  prompt length (default 128); ids are (13 + 7919 i) mod vocabulary",
                 "  --gen-tokens     tokens decoded greedily after the prompt (default 64)",
@@ -82,6 +82,10 @@ final class BenchCommand implements Main.Command {
                 "                   measured in-process, about 1 s, with --threads threads)",
                 "  --kv-type        KV cache storage, f32 (default), f16 or q8; llama.cpp keeps its defaults",
                 "                   (F16 cache, flash attention)",
+                "  --fill-context   decode after N positions of context (a multiple of 16): the prompt's",
+                "                   keys and values copied block by block up to N, its prefill skipped;",
+                "                   decode speed at long context only (the text means nothing), batch 1,",
+                "                   not with --vs-llama-cpp",
                 "  --output         json (one object, default) or text");
     }
 
@@ -93,7 +97,7 @@ final class BenchCommand implements Main.Command {
                         argv,
                         Set.of(
                                 "model", "prompt-tokens", "gen-tokens", "batch", "threads", "runs", "warmup",
-                                "oracle-dir", "output", "bandwidth-gb-s", "chunk-tokens", "kv-type"),
+                                "oracle-dir", "output", "bandwidth-gb-s", "chunk-tokens", "kv-type", "fill-context"),
                         Set.of("vs-llama-cpp"));
         String output = a.string("output", "json");
         if (!output.equals("json") && !output.equals("text")) {
@@ -114,6 +118,12 @@ final class BenchCommand implements Main.Command {
         }
         boolean vsLlama = a.flag("vs-llama-cpp");
         io.flinkqwen.engine.model.KvFormat kvType = KvType.of(a, "bench");
+        int fillContext = a.integer("fill-context", 0);
+        if (fillContext != 0 && (vsLlama || batch != 1 || fillContext % 16 != 0 || fillContext < promptTokens
+                || promptTokens % 16 != 0)) {
+            throw new Args.UsageException("bench: --fill-context needs batch 1, no --vs-llama-cpp, and a multiple of 16"
+                    + " at least --prompt-tokens (itself a multiple of 16), got " + fillContext);
+        }
         Path modelPath = Path.of(a.string("model"));
         double givenBandwidth = a.has("bandwidth-gb-s") ? a.number("bandwidth-gb-s", 0) : 0;
         if (a.has("bandwidth-gb-s") && !(givenBandwidth > 0)) {
@@ -144,7 +154,7 @@ final class BenchCommand implements Main.Command {
             try (KernelPool pool = new KernelPool(threads)) {
                 Qwen2Model forward = model.newForward(pool, chunk, kvType);
                 for (int r = 0; r < warmup + runs; r++) {
-                    double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens) : batchRun(forward, prompt, genTokens, batch);
+                    double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens, fillContext) : batchRun(forward, prompt, genTokens, batch);
                     if (r == 0) {
                         firstTokenMs = tps[2];
                     }
@@ -167,6 +177,9 @@ final class BenchCommand implements Main.Command {
         o.put("prompt_tokens", promptTokens);
         o.put("gen_tokens", genTokens);
         o.put("kv_type", kvType.id());
+        if (fillContext > 0) {
+            o.put("fill_context", fillContext);
+        }
         // the KV blocks of the last run (all sequences), and this process's resident memory
         o.put("kv_cache_bytes", kvBytes);
         putResident(o);
@@ -223,11 +236,14 @@ final class BenchCommand implements Main.Command {
     }
 
     /** One timed run from a fresh cache: {prefill tok/s, decode tok/s, ms to the first token}. */
-    private static double[] oneRun(Qwen2Model forward, int[] prompt, int genTokens) {
-        KvCache cache = forward.newCache(prompt.length + genTokens);
+    private static double[] oneRun(Qwen2Model forward, int[] prompt, int genTokens, int fillContext) {
+        KvCache cache = forward.newCache(Math.max(fillContext, prompt.length) + genTokens);
         long t0 = System.nanoTime();
         int next = Sampler.argmax(forward.forward(cache, prompt, 0, prompt.length), forward.config().vocabSize());
         long prefillNanos = System.nanoTime() - t0;
+        if (fillContext > prompt.length) {
+            cache.repeatTo(fillContext);
+        }
         int[] one = new int[1];
         t0 = System.nanoTime();
         for (int s = 1; s < genTokens; s++) {
