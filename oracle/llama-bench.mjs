@@ -105,6 +105,16 @@ async function oneRun() {
     };
 }
 
+function residentBytes() {
+    try {
+        const status = readFileSync("/proc/self/status", "utf8");
+        const kib = (key) => 1024 * Number(status.match(new RegExp(`^${key}:\\s+(\\d+)`, "m"))[1]);
+        return { rss_bytes: kib("VmRSS"), peak_rss_bytes: kib("VmHWM") };
+    } catch {
+        return {};
+    }
+}
+
 for (let r = 0; r < warmup; r++) {
     await oneRun();
 }
@@ -122,6 +132,8 @@ process.stdout.write(
         },
         batch,
         load_ms: loadNanos / 1e6,
+        // resident memory of this node process (llama.cpp runs in it): now, and its peak
+        ...residentBytes(),
         first_token_ms: firstTokenNanos / 1e6,
         runs: perRun,
     }),

@@ -49,6 +49,9 @@ public class SmallKernelsBench {
     private float[] keys;
     private float[] values;
     private float[] scores;
+    private final float[] state = new float[2];
+    /** Positions per tile, as the engine's KV blocks hold them. */
+    private static final int TILE = 16;
     private float[] attOut;
 
     @Setup(Level.Trial)
@@ -60,7 +63,7 @@ public class SmallKernelsBench {
         q = random(rnd, HEAD_DIM);
         keys = random(rnd, positions * KV_DIM);
         values = random(rnd, positions * KV_DIM);
-        scores = new float[positions];
+        scores = new float[TILE];
         attOut = new float[HEAD_DIM];
     }
 
@@ -80,7 +83,12 @@ public class SmallKernelsBench {
 
     @Benchmark
     public float[] attentionOneHead() {
-        Attention.attention(attOut, 0, q, 0, keys, values, 0, KV_DIM, HEAD_DIM, HEAD_DIM, positions, 0.125f, scores);
+        Attention.begin(attOut, 0, state, 0, 1, HEAD_DIM);
+        for (int t0 = 0; t0 < positions; t0 += TILE) {
+            Attention.tileF32(attOut, 0, state, 0, q, 0, 1, HEAD_DIM, keys, values, t0 * KV_DIM + HEAD_DIM, KV_DIM,
+                    Math.min(TILE, positions - t0), 0.125f, scores);
+        }
+        Attention.finish(attOut, 0, state, 0, 1, HEAD_DIM);
         return attOut;
     }
 }

@@ -9,6 +9,7 @@ import io.flinkqwen.engine.config.Qwen2Config;
 import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.engine.config.RopeScaling;
 import io.flinkqwen.engine.gguf.GgufFile;
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.engine.model.Qwen2Model;
 import io.flinkqwen.engine.model.Qwen2Weights;
 import io.flinkqwen.engine.model.TensorNaming;
@@ -256,15 +257,27 @@ public final class LoadedModel implements AutoCloseable {
     /**
      * A forward pass over these weights on {@code pool}, on the kernel backend the {@code
      * flinkqwen.device} system property names (default {@code auto}: TornadoVM if its backend is
-     * on the class path and finds a device, else the CPU).
+     * on the class path and finds a device, else the CPU), its KV caches in the format the system
+     * property {@value KvFormat#PROPERTY} names (F32 if unset).
      */
     public Qwen2Model newForward(KernelPool pool, int maxChunkTokens) {
-        return newForward(pool, maxChunkTokens, io.flinkqwen.kernels.backend.KernelBackends.fromSystemProperty());
+        return newForward(pool, maxChunkTokens, KvFormat.fromSystemProperty());
+    }
+
+    /** {@link #newForward(KernelPool, int)} with its KV caches stored as {@code kvFormat}. */
+    public Qwen2Model newForward(KernelPool pool, int maxChunkTokens, KvFormat kvFormat) {
+        return newForward(pool, maxChunkTokens, io.flinkqwen.kernels.backend.KernelBackends.fromSystemProperty(), kvFormat);
     }
 
     /** A forward pass over these weights on {@code backend} (ops it lacks run on the CPU, on {@code pool}). */
     public Qwen2Model newForward(KernelPool pool, int maxChunkTokens, io.flinkqwen.kernels.backend.KernelBackend backend) {
-        return new Qwen2Model(config, weights, pool, maxChunkTokens, moeConfig, backend);
+        return newForward(pool, maxChunkTokens, backend, KvFormat.fromSystemProperty());
+    }
+
+    /** A forward pass on {@code backend}, its KV caches stored as {@code kvFormat}. */
+    public Qwen2Model newForward(
+            KernelPool pool, int maxChunkTokens, io.flinkqwen.kernels.backend.KernelBackend backend, KvFormat kvFormat) {
+        return new Qwen2Model(config, weights, pool, maxChunkTokens, moeConfig, backend, kvFormat);
     }
 
     public Path source() {

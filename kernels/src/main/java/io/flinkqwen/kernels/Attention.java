@@ -5,85 +5,397 @@
  */
 package io.flinkqwen.kernels;
 
+import static io.flinkqwen.kernels.Simd.B;
+import static io.flinkqwen.kernels.Simd.BYTE_PARTS;
 import static io.flinkqwen.kernels.Simd.F;
 import static io.flinkqwen.kernels.Simd.L;
+import static io.flinkqwen.kernels.Simd.S;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
 
 /**
- * Scaled dot-product attention of one query head over a float KV cache (no mask: the caller
- * passes the number of visible positions, which gives causal attention one query at a time).
+ * Scaled dot-product attention of query heads over a KV cache stored in tiles, with an online
+ * softmax (Milakov and Gimelshein 2018; the decode half of FlashAttention): the cache is read one
+ * tile of positions at a time and nothing grows with the context but the number of tiles. Per
+ * query head the state is a running maximum {@code m}, a running sum {@code l} of {@code
+ * exp(s - m)} and an output accumulator; a tile with a larger maximum rescales both by {@code
+ * exp(m_old - m_new)}. After the last tile {@link #finish} divides by {@code l}.
+ *
+ * <p>A call {@code begin}, then one {@code tile*} per tile in position order, then {@code
+ * finish}. A tile call takes {@code nHeads} consecutive query heads that share one KV head
+ * (grouped-query attention), so a tile is loaded into L1 once for all heads of its group: query
+ * head {@code j} is {@code q[qOff + j * headDim ..]}, its accumulator {@code out[outOff + j *
+ * headDim ..]} and its state {@code state[stOff + 2j]} (m) and {@code state[stOff + 2j + 1]}
+ * (l). Position {@code t} of a tile has its key at {@code keys[kvOff + t * kvStride ..][0 ..
+ * headDim)}, its value the same range of {@code values}. No mask: the caller passes the visible
+ * positions, which gives causal attention one query row at a time.
+ *
+ * <p>Three stored formats, each read directly: F32, F16 (binary16 bits in {@code short[]}) and
+ * Q8 (int8 with one float scale per 32 consecutive elements: element {@code e} of {@code keys}
+ * is {@code keys[e] * keyScales[e >> 5]}; {@link #quantizeQ8}). {@code scores} is caller scratch
+ * of at least {@code n} floats. {@code q} is read on every tile, so it must not overlap {@code
+ * out}.
  */
 public final class Attention {
 
+    /** Elements per Q8 scale. */
+    public static final int Q8_GROUP = 32;
+
     private Attention() {}
 
+    /** Zeroes the accumulators of {@code nHeads} heads and resets their states (m = -inf, l = 0). */
+    public static void begin(float[] out, int outOff, float[] state, int stOff, int nHeads, int headDim) {
+        java.util.Arrays.fill(out, outOff, outOff + nHeads * headDim, 0f);
+        for (int j = 0; j < nHeads; j++) {
+            state[stOff + 2 * j] = Float.NEGATIVE_INFINITY;
+            state[stOff + 2 * j + 1] = 0f;
+        }
+    }
+
+    /** Divides each head's accumulator by its sum: the attention output. At least one tile must have run. */
+    public static void finish(float[] out, int outOff, float[] state, int stOff, int nHeads, int headDim) {
+        for (int j = 0; j < nHeads; j++) {
+            float l = state[stOff + 2 * j + 1];
+            if (!(l > 0f)) {
+                throw new IllegalStateException("attention of head " + j + " saw no position (sum " + l + ")");
+            }
+            VectorOps.scaleInPlace(out, outOff + j * headDim, headDim, 1f / l);
+        }
+    }
+
+    /** Scalar twin of {@link #finish}. */
+    public static void finishScalar(float[] out, int outOff, float[] state, int stOff, int nHeads, int headDim) {
+        for (int j = 0; j < nHeads; j++) {
+            float l = state[stOff + 2 * j + 1];
+            if (!(l > 0f)) {
+                throw new IllegalStateException("attention of head " + j + " saw no position (sum " + l + ")");
+            }
+            VectorOps.scaleInPlaceScalar(out, outOff + j * headDim, headDim, 1f / l);
+        }
+    }
+
+    // ---- F32 --------------------------------------------------------------------------------
+
+    /** One tile of {@code n} F32 positions for {@code nHeads} query heads (see the class comment). */
+    public static void tileF32(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
+            float[] keys, float[] values, int kvOff, int kvStride, int n, float scale, float[] scores) {
+        checkTile(n, scores);
+        for (int j = 0; j < nHeads; j++) {
+            int qo = qOff + j * headDim;
+            for (int t = 0; t < n; t++) {
+                scores[t] = scale * VectorOps.dot(q, qo, keys, kvOff + t * kvStride, headDim);
+            }
+            int o = outOff + j * headDim;
+            online(out, o, state, stOff + 2 * j, scores, n, headDim);
+            int d = 0;
+            for (int upper = F.loopBound(headDim); d < upper; d += L) {
+                FloatVector acc = FloatVector.fromArray(F, out, o + d);
+                for (int t = 0; t < n; t++) {
+                    acc = FloatVector.fromArray(F, values, kvOff + t * kvStride + d)
+                            .fma(FloatVector.broadcast(F, scores[t]), acc);
+                }
+                acc.intoArray(out, o + d);
+            }
+            for (; d < headDim; d++) {
+                float acc = out[o + d];
+                for (int t = 0; t < n; t++) {
+                    acc += scores[t] * values[kvOff + t * kvStride + d];
+                }
+                out[o + d] = acc;
+            }
+        }
+    }
+
+    /** Scalar twin of {@link #tileF32}. */
+    public static void tileF32Scalar(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
+            float[] keys, float[] values, int kvOff, int kvStride, int n, float scale, float[] scores) {
+        checkTile(n, scores);
+        for (int j = 0; j < nHeads; j++) {
+            int qo = qOff + j * headDim;
+            for (int t = 0; t < n; t++) {
+                scores[t] = scale * VectorOps.dotScalar(q, qo, keys, kvOff + t * kvStride, headDim);
+            }
+            int o = outOff + j * headDim;
+            onlineScalar(out, o, state, stOff + 2 * j, scores, n, headDim);
+            for (int d = 0; d < headDim; d++) {
+                float acc = out[o + d];
+                for (int t = 0; t < n; t++) {
+                    acc += scores[t] * values[kvOff + t * kvStride + d];
+                }
+                out[o + d] = acc;
+            }
+        }
+    }
+
+    // ---- F16 --------------------------------------------------------------------------------
+
     /**
-     * One query head against {@code nPositions} cached positions.
-     *
-     * <p>The cache is {@code [position][kvStride]} floats from {@code kvBase}; this head's key of
-     * position {@code t} is {@code keys[kvBase + t * kvStride + headOffset ..][0 .. headDim)},
-     * its value the same range of {@code values} (with grouped-query attention several query
-     * heads share one {@code headOffset}). Computes {@code scores[t] = scale * q . k_t} for
-     * {@code t < nPositions}, softmax over them, and writes {@code out[outOff .. outOff +
-     * headDim) = sum_t p_t * v_t}.
-     *
-     * <p>{@code scores} is caller scratch of length {@code >= nPositions}; on return it holds the
-     * probabilities. {@code out} may be {@code q} at the same offset (q is read only before out
-     * is written); keys, values and q are otherwise only read. {@code nPositions} must be
-     * {@code >= 1}.
+     * One tile of {@code n} F16 positions. Halves are widened exactly; infinities and NaNs are
+     * not supported (they decode to large finite values on the vector path): {@link
+     * #toF16Clamped} never stores them.
      */
-    public static void attention(
-            float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values,
-            int kvBase, int kvStride, int headOffset, int headDim, int nPositions, float scale, float[] scores) {
-        checkPositions(nPositions, scores);
-        int head = kvBase + headOffset;
-        for (int t = 0; t < nPositions; t++) {
-            scores[t] = scale * VectorOps.dot(q, qOff, keys, head + t * kvStride, headDim);
+    public static void tileF16(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
+            short[] keys, short[] values, int kvOff, int kvStride, int n, float scale, float[] scores) {
+        if (!Simd.HALF_VECTORS) {
+            tileF16Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, keys, values, kvOff, kvStride, n, scale, scores);
+            return;
         }
-        Softmax.softmaxInPlace(scores, 0, nPositions);
-        // One output vector at a time, kept in a register across all positions.
-        int d = 0;
-        for (int upper = F.loopBound(headDim); d < upper; d += L) {
-            FloatVector acc = FloatVector.zero(F);
-            for (int t = 0; t < nPositions; t++) {
-                acc = FloatVector.fromArray(F, values, head + t * kvStride + d)
-                        .fma(FloatVector.broadcast(F, scores[t]), acc);
+        checkTile(n, scores);
+        int upper = F.loopBound(headDim);
+        for (int j = 0; j < nHeads; j++) {
+            int qo = qOff + j * headDim;
+            for (int t = 0; t < n; t++) {
+                int ko = kvOff + t * kvStride;
+                int d = 0;
+                FloatVector acc = FloatVector.zero(F);
+                for (; d < upper; d += L) {
+                    acc = Simd.halfToFloat(ShortVector.fromArray(S, keys, ko + d))
+                            .fma(FloatVector.fromArray(F, q, qo + d), acc);
+                }
+                float dot = acc.reduceLanes(VectorOperators.ADD);
+                for (; d < headDim; d++) {
+                    dot += q[qo + d] * Float16.toFloat(keys[ko + d]);
+                }
+                scores[t] = scale * dot;
             }
-            acc.intoArray(out, outOff + d);
-        }
-        for (; d < headDim; d++) {
-            float acc = 0f;
-            for (int t = 0; t < nPositions; t++) {
-                acc += scores[t] * values[head + t * kvStride + d];
+            int o = outOff + j * headDim;
+            online(out, o, state, stOff + 2 * j, scores, n, headDim);
+            int d = 0;
+            for (; d < upper; d += L) {
+                FloatVector acc = FloatVector.fromArray(F, out, o + d);
+                for (int t = 0; t < n; t++) {
+                    acc = Simd.halfToFloat(ShortVector.fromArray(S, values, kvOff + t * kvStride + d))
+                            .fma(FloatVector.broadcast(F, scores[t]), acc);
+                }
+                acc.intoArray(out, o + d);
             }
-            out[outOff + d] = acc;
+            for (; d < headDim; d++) {
+                float acc = out[o + d];
+                for (int t = 0; t < n; t++) {
+                    acc += scores[t] * Float16.toFloat(values[kvOff + t * kvStride + d]);
+                }
+                out[o + d] = acc;
+            }
         }
     }
 
-    /** Scalar twin of {@link #attention}. */
-    public static void attentionScalar(
-            float[] out, int outOff, float[] q, int qOff, float[] keys, float[] values,
-            int kvBase, int kvStride, int headOffset, int headDim, int nPositions, float scale, float[] scores) {
-        checkPositions(nPositions, scores);
-        int head = kvBase + headOffset;
-        for (int t = 0; t < nPositions; t++) {
-            scores[t] = scale * VectorOps.dotScalar(q, qOff, keys, head + t * kvStride, headDim);
-        }
-        Softmax.softmaxInPlaceScalar(scores, 0, nPositions);
-        for (int d = 0; d < headDim; d++) {
-            float acc = 0f;
-            for (int t = 0; t < nPositions; t++) {
-                acc += scores[t] * values[head + t * kvStride + d];
+    /** Scalar twin of {@link #tileF16}. */
+    public static void tileF16Scalar(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
+            short[] keys, short[] values, int kvOff, int kvStride, int n, float scale, float[] scores) {
+        checkTile(n, scores);
+        for (int j = 0; j < nHeads; j++) {
+            int qo = qOff + j * headDim;
+            for (int t = 0; t < n; t++) {
+                int ko = kvOff + t * kvStride;
+                float dot = 0f;
+                for (int d = 0; d < headDim; d++) {
+                    dot += q[qo + d] * Float16.toFloat(keys[ko + d]);
+                }
+                scores[t] = scale * dot;
             }
-            out[outOff + d] = acc;
+            int o = outOff + j * headDim;
+            onlineScalar(out, o, state, stOff + 2 * j, scores, n, headDim);
+            for (int d = 0; d < headDim; d++) {
+                float acc = out[o + d];
+                for (int t = 0; t < n; t++) {
+                    acc += scores[t] * Float16.toFloat(values[kvOff + t * kvStride + d]);
+                }
+                out[o + d] = acc;
+            }
         }
     }
 
-    private static void checkPositions(int nPositions, float[] scores) {
-        if (nPositions < 1 || scores.length < nPositions) {
+    // ---- Q8 ---------------------------------------------------------------------------------
+
+    /**
+     * One tile of {@code n} Q8 positions: {@code kvOff}, {@code kvStride} and {@code headDim} are
+     * multiples of {@value #Q8_GROUP}, so each head's vector covers whole scale groups.
+     */
+    public static void tileQ8(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
+            byte[] keys, float[] keyScales, byte[] values, float[] valueScales, int kvOff, int kvStride, int n,
+            float scale, float[] scores) {
+        checkQ8(kvOff, kvStride, headDim);
+        if (!Simd.QUANT_VECTORS) {
+            tileQ8Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, keys, keyScales, values, valueScales,
+                    kvOff, kvStride, n, scale, scores);
+            return;
+        }
+        checkTile(n, scores);
+        int step = B.length(); // divides 32: max(8, L) bytes with L <= 16
+        for (int j = 0; j < nHeads; j++) {
+            int qo = qOff + j * headDim;
+            for (int t = 0; t < n; t++) {
+                int ko = kvOff + t * kvStride;
+                FloatVector total = FloatVector.zero(F);
+                for (int g = 0; g < headDim; g += Q8_GROUP) {
+                    FloatVector group = FloatVector.zero(F);
+                    for (int d = g; d < g + Q8_GROUP; d += step) {
+                        ByteVector bytes = ByteVector.fromArray(B, keys, ko + d);
+                        for (int p = 0; p < BYTE_PARTS; p++) {
+                            group = Simd.bytesToFloat(bytes, p).fma(FloatVector.fromArray(F, q, qo + d + p * L), group);
+                        }
+                    }
+                    total = group.fma(FloatVector.broadcast(F, keyScales[(ko + g) >> 5]), total);
+                }
+                scores[t] = scale * total.reduceLanes(VectorOperators.ADD);
+            }
+            int o = outOff + j * headDim;
+            online(out, o, state, stOff + 2 * j, scores, n, headDim);
+            for (int d = 0; d < headDim; d += step) {
+                for (int p = 0; p < BYTE_PARTS; p++) {
+                    FloatVector acc = FloatVector.fromArray(F, out, o + d + p * L);
+                    for (int t = 0; t < n; t++) {
+                        int vo = kvOff + t * kvStride + d;
+                        acc = Simd.bytesToFloat(ByteVector.fromArray(B, values, vo), p)
+                                .fma(FloatVector.broadcast(F, scores[t] * valueScales[vo >> 5]), acc);
+                    }
+                    acc.intoArray(out, o + d + p * L);
+                }
+            }
+        }
+    }
+
+    /** Scalar twin of {@link #tileQ8}. */
+    public static void tileQ8Scalar(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
+            byte[] keys, float[] keyScales, byte[] values, float[] valueScales, int kvOff, int kvStride, int n,
+            float scale, float[] scores) {
+        checkQ8(kvOff, kvStride, headDim);
+        checkTile(n, scores);
+        for (int j = 0; j < nHeads; j++) {
+            int qo = qOff + j * headDim;
+            for (int t = 0; t < n; t++) {
+                int ko = kvOff + t * kvStride;
+                float total = 0f;
+                for (int g = 0; g < headDim; g += Q8_GROUP) {
+                    float group = 0f;
+                    for (int d = g; d < g + Q8_GROUP; d++) {
+                        group += q[qo + d] * keys[ko + d];
+                    }
+                    total += group * keyScales[(ko + g) >> 5];
+                }
+                scores[t] = scale * total;
+            }
+            int o = outOff + j * headDim;
+            onlineScalar(out, o, state, stOff + 2 * j, scores, n, headDim);
+            for (int d = 0; d < headDim; d++) {
+                float acc = out[o + d];
+                for (int t = 0; t < n; t++) {
+                    int vo = kvOff + t * kvStride + d;
+                    acc += scores[t] * valueScales[vo >> 5] * values[vo];
+                }
+                out[o + d] = acc;
+            }
+        }
+    }
+
+    // ---- storing rows -----------------------------------------------------------------------
+
+    /**
+     * {@code dst[dstOff + i] = } the binary16 bits of {@code src[srcOff + i]}, rounded to nearest
+     * even and clamped to the largest finite half ({@code +-65504}), so that a cache never holds
+     * an infinity.
+     */
+    public static void toF16Clamped(short[] dst, int dstOff, float[] src, int srcOff, int n) {
+        for (int i = 0; i < n; i++) {
+            float v = src[srcOff + i];
+            dst[dstOff + i] = Float16.fromFloat(Math.max(-65504f, Math.min(65504f, v)));
+        }
+    }
+
+    /**
+     * Quantizes {@code n} floats (a multiple of {@value #Q8_GROUP}) to int8 with one float scale
+     * per group: {@code scale = max|x| / 127}, {@code q = round(x / scale)}; element {@code
+     * dstOff + i} gets scale index {@code (dstOff + i) >> 5}, so {@code dstOff} is a multiple of
+     * 32. An all-zero group gets scale 0.
+     */
+    public static void quantizeQ8(byte[] dst, float[] scales, int dstOff, float[] src, int srcOff, int n) {
+        if (n % Q8_GROUP != 0 || dstOff % Q8_GROUP != 0) {
             throw new IllegalArgumentException(
-                    "need 1 <= nPositions <= scores.length, got " + nPositions + " and " + scores.length);
+                    "Q8 rows are whole groups of " + Q8_GROUP + ": got " + n + " elements at offset " + dstOff);
+        }
+        for (int g = 0; g < n; g += Q8_GROUP) {
+            float amax = 0f;
+            for (int i = 0; i < Q8_GROUP; i++) {
+                amax = Math.max(amax, Math.abs(src[srcOff + g + i]));
+            }
+            float s = amax / 127f;
+            float inv = s == 0f ? 0f : 1f / s;
+            for (int i = 0; i < Q8_GROUP; i++) {
+                dst[dstOff + g + i] = (byte) Math.round(src[srcOff + g + i] * inv);
+            }
+            scales[(dstOff + g) >> 5] = s;
+        }
+    }
+
+    // ---- the online softmax step ------------------------------------------------------------
+
+    /**
+     * Turns {@code scores[0..n)} into {@code exp(s - m_new)}, rescales the head's accumulator and
+     * sum by {@code exp(m_old - m_new)} and adds the tile's sum; the caller then adds {@code
+     * sum_t scores[t] * v_t} to the accumulator.
+     */
+    private static void online(float[] out, int o, float[] state, int s, float[] scores, int n, int headDim) {
+        float max = scores[0];
+        for (int t = 1; t < n; t++) {
+            max = Math.max(max, scores[t]);
+        }
+        float mOld = state[s];
+        if (max > mOld) {
+            if (mOld != Float.NEGATIVE_INFINITY) {
+                float c = (float) Math.exp(mOld - max);
+                VectorOps.scaleInPlace(out, o, headDim, c);
+                state[s + 1] *= c;
+            }
+            state[s] = max;
+        }
+        state[s + 1] += Softmax.expShiftedInPlace(scores, 0, n, state[s]);
+    }
+
+    /** Scalar twin of {@link #online}, with {@link Math#exp}. */
+    private static void onlineScalar(float[] out, int o, float[] state, int s, float[] scores, int n, int headDim) {
+        float max = scores[0];
+        for (int t = 1; t < n; t++) {
+            max = Math.max(max, scores[t]);
+        }
+        float mOld = state[s];
+        if (max > mOld) {
+            if (mOld != Float.NEGATIVE_INFINITY) {
+                float c = (float) Math.exp(mOld - max);
+                VectorOps.scaleInPlaceScalar(out, o, headDim, c);
+                state[s + 1] *= c;
+            }
+            state[s] = max;
+        }
+        float m = state[s];
+        float sum = 0f;
+        for (int t = 0; t < n; t++) {
+            float e = (float) Math.exp(scores[t] - m);
+            scores[t] = e;
+            sum += e;
+        }
+        state[s + 1] += sum;
+    }
+
+    private static void checkTile(int n, float[] scores) {
+        if (n < 1 || scores.length < n) {
+            throw new IllegalArgumentException("a tile needs 1 <= n <= scores.length, got " + n + " and " + scores.length);
+        }
+    }
+
+    private static void checkQ8(int kvOff, int kvStride, int headDim) {
+        if (kvOff % Q8_GROUP != 0 || kvStride % Q8_GROUP != 0 || headDim % Q8_GROUP != 0) {
+            throw new IllegalArgumentException(
+                    "Q8 attention needs offset, stride and head size multiples of " + Q8_GROUP + ", got " + kvOff
+                            + ", " + kvStride + ", " + headDim);
         }
     }
 }

@@ -5,78 +5,217 @@
  */
 package io.flinkqwen.kernels;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /**
- * Outputs are convex combinations of values in [-1, 1): twins and float64 must agree within
- * {@code 1e-5 + 1e-5 * |ref|}.
+ * The tiled, online-softmax attention against a float64 softmax over all positions at once,
+ * computed here from the values as stored (F32 as is, F16 through {@link Float16#toFloat}, Q8 as
+ * {@code int8 * scale}). Outputs are convex combinations of values in [-1, 1): kernels and float64
+ * must agree within {@code 2e-5 + 2e-5 * |ref|}, whatever the tiling.
  */
 class AttentionTest {
 
+    enum Format { F32, F16, Q8 }
+
     private static final int KV_HEADS = 3;
 
+    /** A cache of {@code positions} rows of {@code KV_HEADS * headDim} (+ padding), in one format. */
+    static final class Cache {
+        final Format format;
+        final int stride;
+        final int base;
+        final float[] f32;
+        short[] f16;
+        byte[] q8;
+        float[] scales;
+
+        Cache(Format format, float[] src, int base, int stride) {
+            this.format = format;
+            this.base = base;
+            this.stride = stride;
+            this.f32 = src;
+            if (format == Format.F16) {
+                f16 = new short[src.length];
+                Attention.toF16Clamped(f16, 0, src, 0, src.length);
+            } else if (format == Format.Q8) {
+                int n = src.length / Attention.Q8_GROUP * Attention.Q8_GROUP;
+                q8 = new byte[src.length];
+                scales = new float[src.length / Attention.Q8_GROUP + 1];
+                Attention.quantizeQ8(q8, scales, 0, src, 0, n);
+            }
+        }
+
+        /** The stored element {@code e}, decoded by this test. */
+        double stored(int e) {
+            switch (format) {
+                case F32: return f32[e];
+                case F16: return Float16.toFloat(f16[e]);
+                default: return (double) q8[e] * scales[e >> 5];
+            }
+        }
+    }
+
+    private static void tile(
+            boolean vector, Format f, float[] out, int outOff, float[] state, int stOff, float[] q, int qOff,
+            int nHeads, int headDim, Cache k, Cache v, int kvOff, int n, float scale, float[] scores) {
+        switch (f) {
+            case F32:
+                if (vector) {
+                    Attention.tileF32(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.f32, v.f32, kvOff, k.stride, n, scale, scores);
+                } else {
+                    Attention.tileF32Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.f32, v.f32, kvOff, k.stride, n, scale, scores);
+                }
+                break;
+            case F16:
+                if (vector) {
+                    Attention.tileF16(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.f16, v.f16, kvOff, k.stride, n, scale, scores);
+                } else {
+                    Attention.tileF16Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.f16, v.f16, kvOff, k.stride, n, scale, scores);
+                }
+                break;
+            default:
+                if (vector) {
+                    Attention.tileQ8(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.q8, k.scales, v.q8, v.scales, kvOff, k.stride, n, scale, scores);
+                } else {
+                    Attention.tileQ8Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.q8, k.scales, v.q8, v.scales, kvOff, k.stride, n, scale, scores);
+                }
+        }
+    }
+
+    /** Attention of nHeads query heads over all positions, in tiles of {@code tileSize}. */
+    private static float[] attend(
+            boolean vector, Format f, float[] q, int qOff, int nHeads, int headDim, Cache k, Cache v, int headOffset,
+            int positions, int tileSize, float scale) {
+        float[] out = new float[3 + nHeads * headDim];
+        float[] state = new float[1 + 2 * nHeads];
+        float[] scores = new float[tileSize + 3];
+        Attention.begin(out, 3, state, 1, nHeads, headDim);
+        for (int t0 = 0; t0 < positions; t0 += tileSize) {
+            int n = Math.min(tileSize, positions - t0);
+            tile(vector, f, out, 3, state, 1, q, qOff, nHeads, headDim, k, v, k.base + t0 * k.stride + headOffset, n, scale, scores);
+        }
+        if (vector) {
+            Attention.finish(out, 3, state, 1, nHeads, headDim);
+        } else {
+            Attention.finishScalar(out, 3, state, 1, nHeads, headDim);
+        }
+        return Arrays.copyOfRange(out, 3, out.length);
+    }
+
     private static double[] reference(
-            float[] q, int qOff, float[] keys, float[] values, int kvBase, int kvStride,
-            int headOffset, int headDim, int nPositions, float scale) {
-        double[] s = new double[nPositions];
+            float[] q, int qOff, int headDim, Cache k, Cache v, int headOffset, int positions, float scale) {
+        double[] s = new double[positions];
         double max = Double.NEGATIVE_INFINITY;
-        for (int t = 0; t < nPositions; t++) {
+        for (int t = 0; t < positions; t++) {
             double dot = 0;
             for (int d = 0; d < headDim; d++) {
-                dot += (double) q[qOff + d] * keys[kvBase + t * kvStride + headOffset + d];
+                dot += (double) q[qOff + d] * k.stored(k.base + t * k.stride + headOffset + d);
             }
             s[t] = scale * dot;
             max = Math.max(max, s[t]);
         }
         double sum = 0;
-        for (int t = 0; t < nPositions; t++) {
+        for (int t = 0; t < positions; t++) {
             s[t] = Math.exp(s[t] - max);
             sum += s[t];
         }
         double[] out = new double[headDim];
-        for (int t = 0; t < nPositions; t++) {
+        for (int t = 0; t < positions; t++) {
             for (int d = 0; d < headDim; d++) {
-                out[d] += s[t] / sum * values[kvBase + t * kvStride + headOffset + d];
+                out[d] += s[t] / sum * v.stored(v.base + t * v.stride + headOffset + d);
             }
         }
         return out;
     }
 
-    @Test
-    void attentionMatchesScalarTwinAndFloat64() {
-        Random rnd = new Random(1);
-        for (int headDim : new int[] {1, 7, 8, 16, 33, 64, 128}) {
-            int kvStride = KV_HEADS * headDim + 5; // padding: the stride is not tied to headDim
-            for (int nPositions : new int[] {1, 2, 3, 17, 100}) {
-                int kvBase = 11;
-                float[] keys = Numerics.uniform(rnd, kvBase + nPositions * kvStride, 1f);
-                float[] values = Numerics.uniform(rnd, kvBase + nPositions * kvStride, 1f);
-                for (int head = 0; head < KV_HEADS; head++) {
-                    int headOffset = head * headDim;
-                    float[] q = Numerics.uniform(rnd, 4 + headDim, 3f);
-                    float scale = (float) (1.0 / Math.sqrt(headDim));
-                    float[] fast = new float[2 + headDim];
-                    float[] scalar = new float[2 + headDim];
-                    float[] scores = new float[nPositions + 7];
-                    Attention.attention(fast, 2, q, 4, keys, values, kvBase, kvStride, headOffset, headDim,
-                            nPositions, scale, scores);
-                    Attention.attentionScalar(scalar, 2, q, 4, keys, values, kvBase, kvStride, headOffset,
-                            headDim, nPositions, scale, scores);
-                    double[] ref = reference(q, 4, keys, values, kvBase, kvStride, headOffset, headDim,
-                            nPositions, scale);
-                    for (int d = 0; d < headDim; d++) {
-                        String what = "headDim " + headDim + " positions " + nPositions + " head " + head + " [" + d + "]";
-                        Numerics.assertClose(ref[d], fast[2 + d], 1e-5, 1e-5, what);
-                        Numerics.assertClose(ref[d], scalar[2 + d], 1e-5, 1e-5, what + " scalar");
-                        Numerics.assertClose(scalar[2 + d], fast[2 + d], 1e-5, 1e-5, what + " vs twin");
+    private static void check(Format f, int[] headDims, int padding, int base) {
+        Random rnd = new Random(f.ordinal() + 1);
+        for (int headDim : headDims) {
+            int stride = KV_HEADS * headDim + padding;
+            for (int positions : new int[] {1, 2, 3, 17, 100}) {
+                float[] kSrc = Numerics.uniform(rnd, base + positions * stride + 64, 1f);
+                float[] vSrc = Numerics.uniform(rnd, base + positions * stride + 64, 1f);
+                Cache k = new Cache(f, kSrc, base, stride);
+                Cache v = new Cache(f, vSrc, base, stride);
+                int nHeads = 2; // a group of two query heads over one KV head
+                float[] q = Numerics.uniform(rnd, 4 + nHeads * headDim, 3f);
+                float scale = (float) (1.0 / Math.sqrt(headDim));
+                for (int kvHead = 0; kvHead < KV_HEADS; kvHead++) {
+                    int headOffset = kvHead * headDim;
+                    for (int tileSize : new int[] {1, 5, 16, 128}) {
+                        float[] fast = attend(true, f, q, 4, nHeads, headDim, k, v, headOffset, positions, tileSize, scale);
+                        float[] scalar = attend(false, f, q, 4, nHeads, headDim, k, v, headOffset, positions, tileSize, scale);
+                        for (int j = 0; j < nHeads; j++) {
+                            double[] ref = reference(q, 4 + j * headDim, headDim, k, v, headOffset, positions, scale);
+                            for (int d = 0; d < headDim; d++) {
+                                String what = f + " headDim " + headDim + " positions " + positions + " kv head " + kvHead
+                                        + " tile " + tileSize + " q head " + j + " [" + d + "]";
+                                Numerics.assertClose(ref[d], fast[j * headDim + d], 2e-5, 2e-5, what);
+                                Numerics.assertClose(ref[d], scalar[j * headDim + d], 2e-5, 2e-5, what + " scalar");
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+
+    @Test
+    void tiledF32AttentionMatchesScalarTwinAndFloat64SoftmaxForAnyTiling() {
+        check(Format.F32, new int[] {1, 7, 8, 16, 33, 64, 128}, 5, 11);
+    }
+
+    @Test
+    void tiledF16AttentionMatchesScalarTwinAndFloat64OverTheStoredHalves() {
+        check(Format.F16, new int[] {1, 7, 8, 16, 33, 64, 128}, 5, 11);
+    }
+
+    @Test
+    void tiledQ8AttentionMatchesScalarTwinAndFloat64OverTheStoredBytes() {
+        // Q8 needs offsets, strides and head sizes in whole groups of 32
+        check(Format.Q8, new int[] {32, 64, 128}, 32, 64);
+    }
+
+    @Test
+    void quantizeQ8KeepsEachElementWithinHalfAStepOfItsGroupScale() {
+        Random rnd = new Random(9);
+        float[] src = Numerics.uniform(rnd, 32 * 7 + 3, 5f);
+        src[40] = 100f; // an outlier moves its own group's scale only
+        Arrays.fill(src, 3 + 64, 3 + 96, 0f); // an all-zero group
+        byte[] q = new byte[32 * 8];
+        float[] scales = new float[8];
+        Attention.quantizeQ8(q, scales, 32, src, 3, 32 * 7);
+        for (int i = 0; i < 32 * 7; i++) {
+            int e = 32 + i;
+            float s = scales[e >> 5];
+            double decoded = (double) q[e] * s;
+            assertTrue(Math.abs(decoded - src[3 + i]) <= s / 2 * (1 + 1e-6) + 1e-30,
+                    "element " + i + ": " + src[3 + i] + " stored as " + q[e] + " x " + s);
+            assertTrue(Math.abs(q[e]) <= 127);
+        }
+        assertEquals(0f, scales[(32 + 64) >> 5], "all-zero group");
+        assertEquals(100f / 127f, scales[(32 + 32) >> 5], 1e-6f, "the outlier's group");
+        assertTrue(scales[1] < 5f / 127f * 1.0001f, "other groups keep their own scale: " + scales[1]);
+        assertThrows(IllegalArgumentException.class, () -> Attention.quantizeQ8(q, scales, 1, src, 0, 32));
+        assertThrows(IllegalArgumentException.class, () -> Attention.quantizeQ8(q, scales, 0, src, 0, 31));
+    }
+
+    @Test
+    void f16StoreRoundsToNearestAndClampsInsteadOfStoringInfinity() {
+        float[] src = {1f, 1e5f, -1e6f, 0.1f, 65504f};
+        short[] h = new short[5];
+        Attention.toF16Clamped(h, 0, src, 0, 5);
+        assertEquals(1f, Float16.toFloat(h[0]));
+        assertEquals(65504f, Float16.toFloat(h[1]));
+        assertEquals(-65504f, Float16.toFloat(h[2]));
+        assertEquals(0.0999755859375f, Float16.toFloat(h[3])); // the half nearest 0.1
+        assertEquals(65504f, Float16.toFloat(h[4]));
     }
 
     @Test
@@ -86,54 +225,59 @@ class AttentionTest {
         float[] keys = Numerics.uniform(rnd, 100, 1f);
         float[] values = Numerics.uniform(rnd, 100, 1f);
         float[] q = Numerics.uniform(rnd, headDim, 1f);
+        for (boolean vector : new boolean[] {true, false}) {
+            float[] out = new float[headDim];
+            float[] state = new float[2];
+            Attention.begin(out, 0, state, 0, 1, headDim);
+            if (vector) {
+                Attention.tileF32(out, 0, state, 0, q, 0, 1, headDim, keys, values, 13, 50, 1, 0.5f, new float[1]);
+                Attention.finish(out, 0, state, 0, 1, headDim);
+            } else {
+                Attention.tileF32Scalar(out, 0, state, 0, q, 0, 1, headDim, keys, values, 13, 50, 1, 0.5f, new float[1]);
+                Attention.finishScalar(out, 0, state, 0, 1, headDim);
+            }
+            Numerics.assertSameBits(values, 13, out, 0, headDim, vector ? "vector" : "scalar");
+        }
+    }
+
+    @Test
+    void aLaterTileWithAMuchLargerScoreRescalesTheEarlierOnesWithoutOverflow() {
+        // scores 0 then 80: exp(80) overflows nothing because each tile is shifted by the running max
+        int headDim = 32;
+        float[] keys = new float[2 * headDim];
+        float[] values = new float[2 * headDim];
+        float[] q = new float[headDim];
+        q[0] = 1f;
+        keys[headDim] = 80f;
+        Arrays.fill(values, 0, headDim, 1f);
+        Arrays.fill(values, headDim, 2 * headDim, -1f);
         float[] out = new float[headDim];
-        Attention.attention(out, 0, q, 0, keys, values, 3, 50, 10, headDim, 1, 0.5f, new float[1]);
-        Numerics.assertSameBits(values, 13, out, 0, headDim, "vector");
-        Attention.attentionScalar(out, 0, q, 0, keys, values, 3, 50, 10, headDim, 1, 0.5f, new float[1]);
-        Numerics.assertSameBits(values, 13, out, 0, headDim, "scalar");
+        float[] state = new float[2];
+        float[] scores = new float[1];
+        Attention.begin(out, 0, state, 0, 1, headDim);
+        Attention.tileF32(out, 0, state, 0, q, 0, 1, headDim, keys, values, 0, headDim, 1, 1f, scores);
+        Attention.tileF32(out, 0, state, 0, q, 0, 1, headDim, keys, values, headDim, headDim, 1, 1f, scores);
+        Attention.finish(out, 0, state, 0, 1, headDim);
+        double p0 = 1 / (1 + Math.exp(80)); // weight of the first position
+        for (int d = 0; d < headDim; d++) {
+            Numerics.assertClose(p0 - (1 - p0), out[d], 1e-6, 1e-6, "[" + d + "]");
+        }
     }
 
     @Test
-    void outputMayOverwriteTheQuery() {
-        Random rnd = new Random(3);
-        int headDim = 64;
-        float[] keys = Numerics.uniform(rnd, 20 * headDim, 1f);
-        float[] values = Numerics.uniform(rnd, 20 * headDim, 1f);
-        float[] q = Numerics.uniform(rnd, 3 + headDim, 2f);
-        float[] out = new float[headDim];
-        float[] scores = new float[20];
-        Attention.attention(out, 0, q, 3, keys, values, 0, headDim, 0, headDim, 20, 0.125f, scores);
-        float[] inPlace = q.clone();
-        Attention.attention(inPlace, 3, inPlace, 3, keys, values, 0, headDim, 0, headDim, 20, 0.125f, scores);
-        Numerics.assertSameBits(out, 0, inPlace, 3, headDim, "vector");
-        Attention.attentionScalar(out, 0, q, 3, keys, values, 0, headDim, 0, headDim, 20, 0.125f, scores);
-        inPlace = q.clone();
-        Attention.attentionScalar(inPlace, 3, inPlace, 3, keys, values, 0, headDim, 0, headDim, 20, 0.125f, scores);
-        Numerics.assertSameBits(out, 0, inPlace, 3, headDim, "scalar");
-    }
-
-    @Test
-    void positionsBeyondNPositionsAreIgnored() {
-        Random rnd = new Random(4);
-        int headDim = 16;
-        float[] keys = Numerics.uniform(rnd, 10 * headDim, 1f);
-        float[] values = Numerics.uniform(rnd, 10 * headDim, 1f);
-        float[] q = Numerics.uniform(rnd, headDim, 1f);
-        float[] a = new float[headDim];
-        Attention.attention(a, 0, q, 0, keys, values, 0, headDim, 0, headDim, 6, 0.25f, new float[6]);
-        Arrays.fill(keys, 6 * headDim, keys.length, 100f); // later, not yet visible positions
-        Arrays.fill(values, 6 * headDim, values.length, Float.NaN);
-        float[] b = new float[headDim];
-        Attention.attention(b, 0, q, 0, keys, values, 0, headDim, 0, headDim, 6, 0.25f, new float[6]);
-        Numerics.assertSameBits(a, 0, b, 0, headDim, "causal");
-    }
-
-    @Test
-    void rejectsTooFewScoresOrNoPositions() {
-        float[] v = new float[64];
+    void rejectsEmptyTilesTooFewScoresAndQ8OffsetsOutsideGroups() {
+        float[] v = new float[256];
+        float[] st = new float[2];
         assertThrows(IllegalArgumentException.class,
-                () -> Attention.attention(v, 0, v, 0, v, v, 0, 8, 0, 8, 4, 1f, new float[3]));
+                () -> Attention.tileF32(v, 0, st, 0, v, 0, 1, 8, v, v, 0, 8, 4, 1f, new float[3]));
         assertThrows(IllegalArgumentException.class,
-                () -> Attention.attentionScalar(v, 0, v, 0, v, v, 0, 8, 0, 8, 0, 1f, new float[3]));
+                () -> Attention.tileF32Scalar(v, 0, st, 0, v, 0, 1, 8, v, v, 0, 8, 0, 1f, new float[3]));
+        byte[] b = new byte[256];
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Attention.tileQ8(v, 0, st, 0, v, 0, 1, 32, b, v, b, v, 16, 32, 1, 1f, new float[3]));
+        assertTrue(e.getMessage().contains("multiples of 32"), e.getMessage());
+        float[] out = new float[8];
+        Attention.begin(out, 0, st, 0, 1, 8);
+        assertThrows(IllegalStateException.class, () -> Attention.finish(out, 0, st, 0, 1, 8));
     }
 }

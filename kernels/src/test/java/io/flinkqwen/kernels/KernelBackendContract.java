@@ -231,11 +231,32 @@ public abstract class KernelBackendContract {
             float[] keys = Numerics.uniform(rnd, nPos * kvStride, 1f);
             float[] values = Numerics.uniform(rnd, nPos * kvStride, 1f);
             float scale = (float) (1 / Math.sqrt(headDim));
+            // float64 softmax attention, written out: query head h reads KV head h / (heads / kvHeads)
             float[] want = new float[heads * headDim];
-            float[] scores = new float[nPos];
             for (int h = 0; h < heads; h++) {
-                Attention.attentionScalar(want, h * headDim, q, h * headDim, keys, values, 0, kvStride,
-                        (h / (heads / kvHeads)) * headDim, headDim, nPos, scale, scores);
+                int ko = (h / (heads / kvHeads)) * headDim;
+                double[] p = new double[nPos];
+                double max = Double.NEGATIVE_INFINITY;
+                for (int t = 0; t < nPos; t++) {
+                    double dot = 0;
+                    for (int d = 0; d < headDim; d++) {
+                        dot += (double) q[h * headDim + d] * keys[t * kvStride + ko + d];
+                    }
+                    p[t] = dot * scale;
+                    max = Math.max(max, p[t]);
+                }
+                double sum = 0;
+                for (int t = 0; t < nPos; t++) {
+                    p[t] = Math.exp(p[t] - max);
+                    sum += p[t];
+                }
+                for (int d = 0; d < headDim; d++) {
+                    double acc = 0;
+                    for (int t = 0; t < nPos; t++) {
+                        acc += p[t] / sum * values[t * kvStride + ko + d];
+                    }
+                    want[h * headDim + d] = (float) acc;
+                }
             }
             float[] got = new float[heads * headDim];
             backend().attention(got, q, keys, values, kvStride, heads, kvHeads, headDim, nPos, scale);

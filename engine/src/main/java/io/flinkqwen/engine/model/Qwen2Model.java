@@ -63,26 +63,51 @@ public final class Qwen2Model {
     private final float[] up; // (n, intermediate)
     private final float[] logits; // (vocab), last token
     private float[] batchLogits = new float[0]; // (sequences, vocab), forwardBatch
-    private float[][] scores; // per worker (positions)
+    private final float[][] scores; // per worker: one tile's scores (at most a block's positions)
+    private final float[][] softmaxState; // per worker: (running max, running sum) per query head of a group
+    private final KvFormat kvFormat;
+    private final KvBlockPool defaultPool; // newCache(int)'s blocks
     private final AttentionTask attentionTask = new AttentionTask();
     private final MoeBlock moe; // null for a dense model
 
+    /** With the KV cache format {@link KvFormat#fromSystemProperty()} names. */
     public Qwen2Model(Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
-        this(config, weights, pool, maxChunkTokens, null, KernelBackends.fromSystemProperty());
+        this(config, weights, pool, maxChunkTokens, null, KernelBackends.fromSystemProperty(), KvFormat.fromSystemProperty());
     }
 
     /** A Qwen2-MoE forward pass: the same blocks, with {@link MoeBlock} as the FFN of MoE layers. */
     public Qwen2Model(Qwen2MoeConfig config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
-        this(config.dense(), weights, pool, maxChunkTokens, config, KernelBackends.fromSystemProperty());
+        this(config.dense(), weights, pool, maxChunkTokens, config, KernelBackends.fromSystemProperty(),
+                KvFormat.fromSystemProperty());
+    }
+
+    /** On {@code backend}, with the KV cache format {@link KvFormat#fromSystemProperty()} names. */
+    public Qwen2Model(
+            Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens, Qwen2MoeConfig moeConfig,
+            KernelBackend backend) {
+        this(config, weights, pool, maxChunkTokens, moeConfig, backend, KvFormat.fromSystemProperty());
+    }
+
+    /** On the backend {@link KernelBackends#fromSystemProperty()} names, KV caches stored as {@code kvFormat}. */
+    public Qwen2Model(
+            Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens, Qwen2MoeConfig moeConfig,
+            KvFormat kvFormat) {
+        this(config, weights, pool, maxChunkTokens, moeConfig, KernelBackends.fromSystemProperty(), kvFormat);
     }
 
     /**
      * A forward pass on the kernel backend {@code backend} (ops it does not support run on the
-     * CPU); {@code moeConfig} is null for a dense model. The backend gets the weights once, here.
+     * CPU), which gets the weights once, here.
+     *
+     * @param moeConfig null for a dense model
+     * @param kvFormat how {@link #newCache} and {@link #newPool} store keys and values
      */
     public Qwen2Model(
             Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens, Qwen2MoeConfig moeConfig,
-            KernelBackend backend) {
+            KernelBackend backend, KvFormat kvFormat) {
+        if (moeConfig != null && !moeConfig.dense().equals(config)) {
+            throw new IllegalArgumentException("config is not the dense part of moeConfig");
+        }
         this.config = config;
         this.weights = weights;
         this.pool = pool;
@@ -110,7 +135,10 @@ public final class Qwen2Model {
         gate = new float[maxChunk * ffn];
         up = new float[maxChunk * ffn];
         logits = new float[config.vocabSize()];
-        scores = new float[pool.threads()][256];
+        scores = new float[pool.threads()][KvBlockPool.MAX_BLOCK_POSITIONS];
+        softmaxState = new float[pool.threads()][2 * config.kvGroups()];
+        this.kvFormat = kvFormat;
+        this.defaultPool = newPool();
         moe = moeConfig == null ? null : new MoeBlock(moeConfig, ops, pool, maxChunk);
         for (int l = 0; l < weights.layers.length; l++) {
             if (weights.layers[l].ffn instanceof Qwen2Weights.MoeFfn && moe == null) {
@@ -138,10 +166,23 @@ public final class Qwen2Model {
         return maxChunk;
     }
 
-    /** A fresh KV cache for one sequence, growing as needed up to the context length. */
+    /**
+     * A fresh KV cache for one sequence, growing as needed up to the context length, with blocks
+     * from this model's own pool (the model's caller's thread owns it, as it owns the model).
+     */
     public KvCache newCache(int initialCapacity) {
-        return new KvCache(
-                config.numHiddenLayers(), config.kvDim(), initialCapacity, config.maxPositionEmbeddings());
+        return new KvCache(defaultPool, initialCapacity, config.maxPositionEmbeddings());
+    }
+
+    /** A new, empty block pool of this model's shape and KV format (one per engine). */
+    public KvBlockPool newPool() {
+        return new KvBlockPool(
+                config.numHiddenLayers(), config.kvDim(), config.headDim(), kvFormat, KvBlockPool.DEFAULT_BLOCK_POSITIONS);
+    }
+
+    /** How {@link #newCache} and {@link #newPool} store keys and values. */
+    public KvFormat kvFormat() {
+        return kvFormat;
     }
 
     /**
@@ -156,6 +197,7 @@ public final class Qwen2Model {
         if (len <= 0) {
             throw new IllegalArgumentException("forward needs at least one token");
         }
+        checkShape(cache);
         cache.reserve(len);
         startCall();
         for (int start = 0; start < len; start += maxChunk) {
@@ -189,6 +231,12 @@ public final class Qwen2Model {
             }
         }
         for (int i = 0; i < count; i++) {
+            checkShape(caches[i]);
+            if (caches[i].length() >= caches[i].maxPositions()) {
+                throw new ContextOverflowException(caches[i].length(), 1, caches[i].maxPositions());
+            }
+        }
+        for (int i = 0; i < count; i++) {
             caches[i].reserve(1);
         }
         startCall();
@@ -198,7 +246,7 @@ public final class Qwen2Model {
         }
         layers(tokens, 0, count);
         for (int i = 0; i < count; i++) {
-            caches[i].advance(1);
+            caches[i].append(tokens[i]);
             rowCache[i] = null;
         }
         int h = config.hiddenSize();
@@ -216,6 +264,7 @@ public final class Qwen2Model {
      */
     public float[][] forwardAllLogits(KvCache cache, int[] tokens) {
         float[][] all = new float[tokens.length][];
+        checkShape(cache);
         cache.reserve(tokens.length);
         startCall();
         for (int start = 0; start < tokens.length; start += maxChunk) {
@@ -271,14 +320,13 @@ public final class Qwen2Model {
         } finally {
             java.util.Arrays.fill(rowCache, 0, n, null);
         }
-        cache.advance(n);
+        cache.append(tokens, off, n);
     }
 
     /** Embeds {@code n} rows (sequence and position given by rowCache/rowPos) and runs every layer. */
     private void layers(int[] tokens, int off, int n) {
         int h = config.hiddenSize();
         // embed
-        int maxPos = 0;
         for (int t = 0; t < n; t++) {
             int id = tokens[off + t];
             if (id < 0 || id >= config.vocabSize()) {
@@ -287,9 +335,7 @@ public final class Qwen2Model {
                                 + config.vocabSize() + ")");
             }
             Quantize.dequantizeRow(x, t * h, weights.tokenEmbedding, id);
-            maxPos = Math.max(maxPos, rowPos[t]);
         }
-        ensureScores(maxPos + 1);
         if (moe != null) {
             moe.stats().startChunk(n);
         }
@@ -321,15 +367,25 @@ public final class Qwen2Model {
             Rope.ropeNeox(q, t * h, config.numAttentionHeads(), headDim, ropeCos, ropeSin, table);
             Rope.ropeNeox(k, t * kvDim, config.numKeyValueHeads(), headDim, ropeCos, ropeSin, table);
         }
-        // cache: each row's key and value go to its sequence's cache at its position
+        // cache: each row's key and value go to its sequence's cache at its position, in the
+        // cache's format
         for (int t = 0; t < n; t++) {
-            System.arraycopy(k, t * kvDim, rowCache[t].keys(l), rowPos[t] * kvDim, kvDim);
-            System.arraycopy(v, t * kvDim, rowCache[t].values(l), rowPos[t] * kvDim, kvDim);
+            storeKv(rowCache[t], l, rowPos[t], t * kvDim);
         }
         // attention: row t (position p of its sequence) sees positions 0 .. p of that sequence
-        // (causal); query head hd reads KV head hd / kvGroups (grouped-query attention)
+        // (causal); query head hd reads KV head hd / kvGroups (grouped-query attention). A work
+        // unit is a row and a run of query heads of one group, which read each KV tile together;
+        // groups are split only where rows x KV heads leave threads idle.
+        int groups = config.kvGroups();
+        int perUnit = groups;
+        while (perUnit > 1 && (long) n * (config.numAttentionHeads() / perUnit) < pool.threads()) {
+            do {
+                perUnit--;
+            } while (groups % perUnit != 0);
+        }
         attentionTask.layer = l;
-        pool.parallelFor(n * config.numAttentionHeads(), attentionTask);
+        attentionTask.headsPerUnit = perUnit;
+        pool.parallelFor(n * (config.numAttentionHeads() / perUnit), attentionTask);
         // output projection, residual
         ops.matMul(pool, proj, w.wo, att, n);
         ops.addInPlace(x, proj, n * h);
@@ -357,39 +413,87 @@ public final class Qwen2Model {
     }
 
     /**
-     * The attention of every (row, query head) pair of a layer, split over the pool: one object
-     * per model, reused so that a layer does not allocate a capturing lambda (issue 3). Reads
-     * the model's fields; {@link #layer} is published to the workers by the pool's hand-off.
+     * The attention of every (row, run of query heads of one group) unit of a layer, split over
+     * the pool: one object per model, reused so that a layer does not allocate a capturing
+     * lambda (issue 3). Reads the model's fields; {@link #layer} and {@link #headsPerUnit} are
+     * published to the workers by the pool's hand-off.
      */
     private final class AttentionTask implements KernelPool.RangeTask {
         int layer;
+        int headsPerUnit;
 
         @Override
         public void run(int start, int end, int worker) {
             int h = config.hiddenSize();
-            int kvDim = config.kvDim();
             int headDim = config.headDim();
-            int heads = config.numAttentionHeads();
             int groups = config.kvGroups();
+            int unitsPerRow = config.numAttentionHeads() / headsPerUnit;
             float scale = (float) (1.0 / Math.sqrt(headDim));
-            float[] sc = scores[worker];
             for (int i = start; i < end; i++) {
-                int t = i / heads;
-                int hd = i % heads;
-                Attention.attention(
-                        att, t * h + hd * headDim, q, t * h + hd * headDim, rowCache[t].keys(layer),
-                        rowCache[t].values(layer), 0, kvDim, (hd / groups) * headDim, headDim, rowPos[t] + 1,
-                        scale, sc);
+                int t = i / unitsPerRow;
+                int first = (i % unitsPerRow) * headsPerUnit;
+                int o = t * h + first * headDim;
+                attend(rowCache[t], layer, first / groups, rowPos[t] + 1, o, headsPerUnit, scale, worker);
             }
         }
     }
 
-    private void ensureScores(int positions) {
-        if (scores[0].length < positions) {
-            int size = Math.max(positions, 2 * scores[0].length);
-            for (int i = 0; i < scores.length; i++) {
-                scores[i] = new float[size];
+    /**
+     * Attention of {@code nHeads} query heads (activations at {@code q[o..]}, output at {@code
+     * att[o..]}) over positions {@code [0, visible)} of KV head {@code kvHead} of layer {@code l},
+     * one block at a time with an online softmax: the scratch is one block's scores, whatever the
+     * context length.
+     */
+    private void attend(KvCache cache, int l, int kvHead, int visible, int o, int nHeads, float scale, int worker) {
+        int headDim = config.headDim();
+        int kvDim = config.kvDim();
+        KvBlockPool kvPool = cache.pool();
+        int bp = kvPool.blockPositions();
+        int kvOff = l * bp * kvDim + kvHead * headDim;
+        float[] sc = scores[worker];
+        float[] st = softmaxState[worker];
+        Attention.begin(att, o, st, 0, nHeads, headDim);
+        KvFormat format = kvPool.format();
+        for (int b = 0, p0 = 0; p0 < visible; b++, p0 += bp) {
+            KvBlock blk = cache.block(b);
+            int n = Math.min(bp, visible - p0);
+            if (format == KvFormat.F32) {
+                Attention.tileF32(att, o, st, 0, q, o, nHeads, headDim, blk.keysF32, blk.valuesF32, kvOff, kvDim, n, scale, sc);
+            } else if (format == KvFormat.F16) {
+                Attention.tileF16(att, o, st, 0, q, o, nHeads, headDim, blk.keysF16, blk.valuesF16, kvOff, kvDim, n, scale, sc);
+            } else {
+                Attention.tileQ8(att, o, st, 0, q, o, nHeads, headDim, blk.keysQ8, blk.keyScales, blk.valuesQ8,
+                        blk.valueScales, kvOff, kvDim, n, scale, sc);
             }
+        }
+        Attention.finish(att, o, st, 0, nHeads, headDim);
+    }
+
+    /** Stores row {@code kOff} of {@link #k} and {@link #v} at {@code position} of layer {@code l} of {@code cache}. */
+    private void storeKv(KvCache cache, int l, int position, int kOff) {
+        int kvDim = config.kvDim();
+        int bp = cache.pool().blockPositions();
+        KvBlock blk = cache.block(position / bp);
+        int off = (l * bp + position % bp) * kvDim;
+        KvFormat format = cache.pool().format();
+        if (format == KvFormat.F32) {
+            System.arraycopy(k, kOff, blk.keysF32, off, kvDim);
+            System.arraycopy(v, kOff, blk.valuesF32, off, kvDim);
+        } else if (format == KvFormat.F16) {
+            Attention.toF16Clamped(blk.keysF16, off, k, kOff, kvDim);
+            Attention.toF16Clamped(blk.valuesF16, off, v, kOff, kvDim);
+        } else {
+            Attention.quantizeQ8(blk.keysQ8, blk.keyScales, off, k, kOff, kvDim);
+            Attention.quantizeQ8(blk.valuesQ8, blk.valueScales, off, v, kOff, kvDim);
+        }
+    }
+
+    private void checkShape(KvCache cache) {
+        KvBlockPool p = cache.pool();
+        if (p.layers() != config.numHiddenLayers() || p.kvDim() != config.kvDim()) {
+            throw new IllegalArgumentException(
+                    "KV cache of " + p.layers() + " layers x " + p.kvDim() + " does not fit this model ("
+                            + config.numHiddenLayers() + " layers x " + config.kvDim() + ")");
         }
     }
 }

@@ -8,6 +8,7 @@ package io.flinkqwen.engine.serve;
 import io.flinkqwen.engine.generate.Generator.StopReason;
 import io.flinkqwen.engine.generate.Sampler;
 import io.flinkqwen.engine.generate.SamplingParams;
+import io.flinkqwen.engine.model.KvBlockPool;
 import io.flinkqwen.engine.model.KvCache;
 import io.flinkqwen.engine.model.Qwen2Model;
 import java.util.ArrayList;
@@ -45,10 +46,17 @@ import java.util.concurrent.locks.ReentrantLock;
  * session is rebuilt by prefill on its next request. Results do not depend on what was cached:
  * the same prompt gives the same ids either way.
  *
- * <p>KV budget: {@code kvBudgetBytes} bounds the KV caches of running requests and idle sessions
- * together. A request is admitted with its cache reserved at full size (prompt plus {@code
- * maxNewTokens} positions, or its session's cache if that is larger), so a running cache never
- * grows past its reservation. To admit the oldest queued request the engine first evicts idle
+ * <p>Paged KV: every cache takes fixed-size blocks from one {@link KvBlockPool} per engine. With
+ * prefix sharing on (the default), the full blocks of every prompt are published in the pool's
+ * prefix index after its prefill, and a new request whose prompt starts with the same tokens (a
+ * shared system prompt or task template) adopts those blocks instead of prefilling them; shared
+ * blocks are copied before a write (copy-on-write) and go back to the pool with their last holder.
+ *
+ * <p>KV budget: {@code kvBudgetBytes} bounds the KV blocks of running requests and idle sessions
+ * together, each block counted once however many caches share it ({@link
+ * KvBlockPool#bytesInUse()}). A request is admitted with the blocks for its whole run taken at
+ * admission (prompt plus {@code maxNewTokens} positions, less what it shares), so a running
+ * cache never grows. To admit the oldest queued request the engine first evicts idle
  * sessions, least recently used first; if running requests still leave too little room, it and
  * everything queued behind it wait (oldest first, no overtaking) until running requests end:
  * backpressure through {@link #capacity()}, never a drop. One exception keeps the engine live:
@@ -83,8 +91,9 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     // scheduler thread only
     private final LinkedHashMap<String, CachedContext> idleSessions = new LinkedHashMap<>(16, 0.75f, true);
     private final Set<String> busySessions = new HashSet<>();
-    private long idleKvBytes;
-    private long runningReservedBytes; // the full-size caches of running requests
+    private final KvBlockPool kvPool;
+    private final boolean prefixSharing;
+    private final List<Sequence> running;
     private final List<Sequence> decoding = new ArrayList<>();
     private final KvCache[] batchCaches;
     private final int[] batchTokens;
@@ -95,8 +104,10 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     private final AtomicLong prefilledTokens = new AtomicLong();
     private final AtomicLong reusedTokens = new AtomicLong();
     private final AtomicLong evictions = new AtomicLong();
+    private final AtomicLong sharedPrefixTokens = new AtomicLong();
     private volatile long kvBytesInUse;
     private volatile long idleKvBytesNow;
+    private volatile int idleSessionCount;
 
     /** With a KV budget of 256 MiB for running and idle caches together. */
     public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity) {
@@ -111,6 +122,15 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
      *     one request at a time, no idle cache kept)
      */
     public ContinuousBatchingEngine(Qwen2Model model, int maxSequences, int capacity, long kvBudgetBytes) {
+        this(model, maxSequences, capacity, kvBudgetBytes, true);
+    }
+
+    /**
+     * @param prefixSharing whether requests share the KV blocks of common prompt prefixes (see
+     *     the class comment); off, every request prefills its whole prompt into blocks of its own
+     */
+    public ContinuousBatchingEngine(
+            Qwen2Model model, int maxSequences, int capacity, long kvBudgetBytes, boolean prefixSharing) {
         if (maxSequences < 1 || capacity < maxSequences) {
             throw new IllegalArgumentException(
                     "need 1 <= maxSequences <= capacity, got " + maxSequences + " and " + capacity);
@@ -125,6 +145,11 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         this.layers = model.config().numHiddenLayers();
         this.kvDim = model.config().kvDim();
         this.maxPositions = model.config().maxPositionEmbeddings();
+        this.kvPool = model.newPool();
+        this.prefixSharing = prefixSharing;
+        // free blocks kept for reuse: up to the budget's worth, so a steady state allocates nothing
+        this.kvPool.maxFreeBlocks((int) Math.min(Integer.MAX_VALUE, kvBudgetBytes / kvPool.blockBytes() + 1));
+        this.running = new ArrayList<>(maxSequences);
         this.batchCaches = new KvCache[model.maxChunkTokens()];
         this.batchTokens = new int[model.maxChunkTokens()];
         this.prefillChunk = new int[model.maxChunkTokens()];
@@ -233,6 +258,24 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return reusedTokens.get();
     }
 
+    /** Prompt tokens not prefilled because their KV blocks were shared from another request's prompt. */
+    public long sharedPrefixTokens() {
+        return sharedPrefixTokens.get();
+    }
+
+    /**
+     * The engine's block pool. Its counters may be read from any thread for monitoring (they
+     * are plain fields written by the scheduler thread); nothing else may touch it.
+     */
+    public KvBlockPool kvPool() {
+        return kvPool;
+    }
+
+    /** Sessions whose KV cache is kept between requests now (within the budget). */
+    public int idleSessions() {
+        return idleSessionCount;
+    }
+
     /** Idle sessions whose cache was dropped to stay within the budget. */
     public long evictions() {
         return evictions.get();
@@ -268,7 +311,6 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     // ---- the scheduler thread ------------------------------------------------------------
 
     private void run() {
-        List<Sequence> running = new ArrayList<>(maxSequences);
         List<Sequence> dropped = new ArrayList<>();
         while (true) {
             lock.lock();
@@ -296,7 +338,6 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             }
             for (int j = 0; j < dropped.size(); j++) {
                 Sequence s = dropped.get(j);
-                runningReservedBytes -= s.reservedBytes;
                 release(s);
                 s.failure = new CancellationException("request " + s.request.id() + " cancelled while running");
                 complete(s);
@@ -312,14 +353,21 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
                 continue;
             }
             step(running);
-            long bytes = idleKvBytes;
-            for (int j = 0; j < running.size(); j++) { // no iterator per step
-                KvCache c = running.get(j).cache;
-                bytes += c == null ? 0 : c.sizeBytes();
-            }
-            kvBytesInUse = bytes;
-            idleKvBytesNow = idleKvBytes;
+            kvBytesInUse = kvPool.bytesInUse();
+            idleKvBytesNow = idleBytes();
         }
+    }
+
+    /** Bytes of the blocks that only idle sessions hold: all in use less the running caches' (each block once). */
+    private long idleBytes() {
+        idleSessionCount = idleSessions.size();
+        long stamp = kvPool.newStamp();
+        int runningBlocks = 0;
+        for (int j = 0; j < running.size(); j++) { // no iterator per step
+            KvCache c = running.get(j).cache;
+            runningBlocks += c == null ? 0 : c.markBlocks(stamp);
+        }
+        return kvPool.bytesInUse() - runningBlocks * kvPool.blockBytes();
     }
 
     /**
@@ -338,32 +386,86 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             }
             CachedContext own = session == null ? null : idleSessions.get(session);
             int positions = (int) Math.min(maxPositions, (long) s.request.prompt().length() + s.request.params().maxNewTokens());
-            long need = KvCache.bytesFor(layers, kvDim, Math.max(positions, own == null ? 0 : own.cache.capacity()));
-            long ownBytes = own == null ? 0 : own.cache.sizeBytes();
+            long need = newBlocks(own, s, positions) * kvPool.blockBytes();
             // idle caches give way to running requests, least recently used first
             for (Iterator<Map.Entry<String, CachedContext>> idle = idleSessions.entrySet().iterator();
-                    runningReservedBytes + idleKvBytes - ownBytes + need > kvBudgetBytes && idle.hasNext(); ) {
+                    kvPool.bytesInUse() + need > kvBudgetBytes && idle.hasNext(); ) {
                 Map.Entry<String, CachedContext> e = idle.next();
                 if (e.getValue() == own) {
                     continue;
                 }
                 idle.remove();
-                idleKvBytes -= e.getValue().cache.sizeBytes();
+                e.getValue().cache.release();
                 evictions.incrementAndGet();
+                // what it held may have been the prefix this request would share
+                need = newBlocks(own, s, positions) * kvPool.blockBytes();
             }
-            if (runningReservedBytes + idleKvBytes - ownBytes + need > kvBudgetBytes && !running.isEmpty()) {
+            if (kvPool.bytesInUse() + need > kvBudgetBytes && !running.isEmpty()) {
                 break; // waits for running requests to end: backpressure, not a drop
             }
             if (session != null) {
                 busySessions.add(session);
             }
             it.remove();
-            s.reservedBytes = need;
-            runningReservedBytes += need;
+            takeCache(s, own, positions);
             s.admittedAt = System.nanoTime();
             running.add(s);
         }
-        idleKvBytesNow = idleKvBytes;
+        idleKvBytesNow = idleBytes();
+    }
+
+    /**
+     * Blocks the pool must hand out to admit {@code s}, of {@code positions} positions: with its
+     * session's cache {@code own}, the blocks it lacks plus the shared ones it will write into;
+     * without, all of them less the published prefix it adopts.
+     */
+    private int newBlocks(CachedContext own, Sequence s, int positions) {
+        int length = s.request.prompt().length();
+        if (own != null) {
+            int reuse = Math.min(commonPrefix(own.tokens, s.request.prompt()), length - 1);
+            return own.cache.blocksToWrite(reuse, positions);
+        }
+        if (!prefixSharing) {
+            return kvPool.blocksFor(positions);
+        }
+        int shared = kvPool.publishedPrefixBlocks(s.fullBlockIds(kvPool.blockPositions()), length);
+        int copies = shared > 0 && shared * kvPool.blockPositions() >= length ? 1 : 0; // the last prompt token runs
+        return kvPool.blocksFor(positions) - shared + copies;
+    }
+
+    /**
+     * Gives {@code s} its cache at admission, with every block of its run: its session's cache
+     * cut back to the common prefix, or a new one that adopts the published blocks its prompt
+     * starts with. What is there already is not prefilled ({@link Sequence#reuse}).
+     */
+    private void takeCache(Sequence s, CachedContext own, int positions) {
+        int length = s.request.prompt().length();
+        s.fed = new IntList(length + s.request.params().maxNewTokens());
+        if (own != null) {
+            idleSessions.remove(s.request.session());
+            // the last prompt token always runs: its logits start the generation
+            int reuse = Math.min(commonPrefix(own.tokens, s.request.prompt()), length - 1);
+            own.cache.truncate(reuse);
+            own.cache.ensureCapacity(positions);
+            s.cache = own.cache;
+            s.reuse = reuse;
+            s.fed.addAll(own.tokens, reuse);
+            return;
+        }
+        KvCache cache = new KvCache(kvPool, 0, maxPositions);
+        int[] ids = prefixSharing ? s.fullBlockIds(kvPool.blockPositions()) : null;
+        int adopted = prefixSharing ? cache.adoptPrefix(ids, ids.length, ids.length) : 0;
+        if (adopted == length) {
+            adopted = length - 1; // the last prompt token always runs (its block is copied first)
+            cache.truncate(adopted);
+        }
+        cache.ensureCapacity(positions);
+        s.cache = cache;
+        s.reuse = adopted;
+        s.sharedTokens = adopted;
+        if (adopted > 0) {
+            s.fed.addAll(ids, adopted);
+        }
     }
 
     /** Whether a queued request could start now (its session, if any, is not running). */
@@ -384,7 +486,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         decoding.clear();
         for (int j = 0; j < running.size(); ) {
             Sequence s = running.get(j);
-            if (s.cache != null) {
+            if (s.prefilled) {
                 decoding.add(s);
                 j++;
                 continue;
@@ -458,7 +560,6 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     /** The session gets its cache back before the caller hears of the result, so the caller's
      * next request of the session finds it. */
     private void retire(Sequence s) {
-        runningReservedBytes -= s.reservedBytes;
         release(s);
         complete(s);
     }
@@ -466,7 +567,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     /** One forward pass of {@code s} alone; returns true when it finished (see {@link #finish}). */
     private boolean advance(Sequence s) {
         float[] logits;
-        if (s.cache == null) {
+        if (!s.prefilled) {
             logits = prefill(s);
             if (logits == null) {
                 finish(s, StopReason.MAX_TOKENS, null);
@@ -502,31 +603,17 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
     }
 
     /**
-     * Takes the session's cache (or a new one), prefills what it lacks; null if nothing to
-     * generate. The prompt is read in place ({@link PromptTokens}): the cached prefix is compared
-     * against it where it lies, and only the ids to prefill pass through {@code prefillChunk},
-     * the forward pass's input, one chunk at a time.
+     * Prefills what the cache taken at admission lacks; null if nothing to generate. The prompt
+     * is read in place ({@link PromptTokens}): only the ids to prefill pass through {@code
+     * prefillChunk}, the forward pass's input, one chunk at a time. With prefix sharing, the
+     * prompt's full blocks are then published for later requests.
      */
     private float[] prefill(Sequence s) {
+        s.prefilled = true;
         PromptTokens prompt = s.request.prompt();
         int length = prompt.length();
         SamplingParams p = s.request.params();
-        CachedContext cached = s.request.session() == null ? null : idleSessions.remove(s.request.session());
-        int reuse = 0;
-        s.fed = new IntList(length + p.maxNewTokens());
-        if (cached != null) {
-            idleKvBytes -= cached.cache.sizeBytes();
-            reuse = commonPrefix(cached.tokens, prompt);
-            // the last prompt token always runs: its logits start the generation
-            reuse = Math.min(reuse, length - 1);
-            cached.cache.truncate(reuse);
-            // the size admit() reserved: the cache does not grow while the request runs
-            cached.cache.ensureCapacity(length + p.maxNewTokens());
-            s.cache = cached.cache;
-            s.fed.addAll(cached.tokens, reuse);
-        } else {
-            s.cache = model.newCache(length + p.maxNewTokens());
-        }
+        int reuse = s.reuse;
         if (p.maxNewTokens() == 0) {
             return null;
         }
@@ -539,44 +626,51 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             logits = model.forward(s.cache, prefillChunk, 0, n);
             s.fed.addAll(prefillChunk, n);
         }
+        if (prefixSharing) {
+            s.cache.publishFullBlocks();
+        }
         s.prefillNanos = System.nanoTime() - t0;
         s.decodeStart = System.nanoTime();
         prefilledTokens.addAndGet(length - reuse);
         reusedTokens.addAndGet(reuse);
+        sharedPrefixTokens.addAndGet(s.sharedTokens);
         return logits;
     }
 
-    /** After a request: its session keeps the cache (within the budget); the session is free. */
+    /**
+     * After a request: its session keeps the cache (its unused blocks given back) within the
+     * budget, or the cache's blocks go back to the pool; the session is free.
+     */
     private void release(Sequence s) {
         String session = s.request.session();
-        if (session == null) {
-            return;
+        if (session != null) {
+            lock.lock();
+            try {
+                busySessions.remove(session);
+            } finally {
+                lock.unlock();
+            }
         }
-        lock.lock();
-        try {
-            busySessions.remove(session);
-        } finally {
-            lock.unlock();
-        }
-        if (s.cache == null || s.fed == null) {
+        if (s.cache == null) {
             return;
         }
         // the cache holds exactly the fed tokens, unless a forward pass failed half-way
-        int[] tokens = s.fed.toArray();
-        if (tokens.length != s.cache.length()) {
+        if (session == null || s.fed == null || s.fed.size() != s.cache.length()) {
+            s.cache.release();
             return;
         }
-        idleSessions.put(session, new CachedContext(s.cache, tokens));
-        idleKvBytes += s.cache.sizeBytes();
+        s.cache.trimToLength();
+        idleSessions.put(session, new CachedContext(s.cache, s.fed.toArray()));
         for (Iterator<Map.Entry<String, CachedContext>> it = idleSessions.entrySet().iterator();
-                idleKvBytes + runningReservedBytes > kvBudgetBytes && it.hasNext(); ) {
+                kvPool.bytesInUse() > kvBudgetBytes && it.hasNext(); ) {
             CachedContext evicted = it.next().getValue();
             it.remove();
-            idleKvBytes -= evicted.cache.sizeBytes();
+            evicted.cache.release();
             evictions.incrementAndGet();
         }
         // before the caller hears of the result, so that its metrics see this eviction
-        idleKvBytesNow = idleKvBytes;
+        idleKvBytesNow = idleBytes();
+        kvBytesInUse = kvPool.bytesInUse();
     }
 
     private static int commonPrefix(int[] a, PromptTokens b) {
@@ -652,8 +746,11 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         final int[] one = new int[1];
         final long submittedAt = System.nanoTime();
         long admittedAt;
-        long reservedBytes; // set at admission
         boolean cancelled; // guarded by lock
+        boolean prefilled;
+        int reuse; // prompt positions the cache held at admission (session or shared prefix)
+        int sharedTokens; // of those, adopted from the prefix index
+        private int[] blockIds;
         long prefillNanos;
         long decodeStart;
         int produced;
@@ -666,6 +763,19 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             this.request = request;
             this.sampler = new Sampler(request.params());
             this.ids = new int[Math.max(1, request.params().maxNewTokens())];
+        }
+
+        /**
+         * The ids of the prompt's full blocks of {@code blockPositions} (the only ones the prefix
+         * index can hold), copied once; the rest of the prompt is read in place by prefill.
+         */
+        int[] fullBlockIds(int blockPositions) {
+            if (blockIds == null) {
+                PromptTokens p = request.prompt();
+                blockIds = new int[p.length() / blockPositions * blockPositions];
+                p.copyTo(0, blockIds, 0, blockIds.length);
+            }
+            return blockIds;
         }
     }
 
@@ -695,6 +805,10 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
 
         int[] toArray() {
             return Arrays.copyOf(a, n);
+        }
+
+        int size() {
+            return n;
         }
     }
 }

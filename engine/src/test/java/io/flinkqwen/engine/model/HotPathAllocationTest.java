@@ -59,13 +59,24 @@ class HotPathAllocationTest {
     @ParameterizedTest
     @EnumSource(names = {"Q8_0", "F16", "F32"})
     void decodeStepsAllocateNothingOnceCompiled(DType dtype) throws Exception {
-        Path gguf = dir.resolve("tiny-" + dtype + ".gguf");
+        decodeStepsAllocateNothing(dtype, KvFormat.F32);
+    }
+
+    /** The same with a KV cache in F16 or Q8 (Q8_0 weights): attention reads those formats directly. */
+    @ParameterizedTest
+    @EnumSource(value = KvFormat.class, names = {"F16", "Q8"})
+    void decodeStepsWithACompactKvCacheAllocateNothingOnceCompiled(KvFormat kv) throws Exception {
+        decodeStepsAllocateNothing(DType.Q8_0, kv);
+    }
+
+    private void decodeStepsAllocateNothing(DType dtype, KvFormat kv) throws Exception {
+        Path gguf = dir.resolve("tiny-" + dtype + "-" + kv + ".gguf");
         new TestModelGenerator(TestModelGenerator.tinyConfig(), 5).write(TestModelGenerator.Format.GGUF, dtype, gguf, 0);
         Set<Thread> before = Thread.getAllStackTraces().keySet();
         try (LoadedModel model = LoadedModel.open(gguf);
                 KernelPool pool = new KernelPool(2)) {
             Allocations alloc = Allocations.ofCurrentThreadAnd(newThreads(before, "flinkqwen-kernel-"));
-            Qwen2Model f = model.newForward(pool, 8);
+            Qwen2Model f = model.newForward(pool, 8, kv);
             int vocab = f.config().vocabSize();
             int positions = PROMPT.length + MAX_DECODED;
 
@@ -81,7 +92,7 @@ class HotPathAllocationTest {
                             one[0] = Sampler.argmax(f.forward(cache, one, 0, 1), vocab);
                         }
                     });
-            assertQuiet(dtype + " forward, 1 token", single);
+            assertQuiet(dtype + " weights, " + kv + " KV, forward, 1 token", single);
 
             // BATCH sequences, one forwardBatch per step
             KvCache[] caches = new KvCache[BATCH];
@@ -106,7 +117,7 @@ class HotPathAllocationTest {
                             }
                         }
                     });
-            assertQuiet(dtype + " forwardBatch, " + BATCH + " sequences", batched);
+            assertQuiet(dtype + " weights, " + kv + " KV, forwardBatch, " + BATCH + " sequences", batched);
         }
     }
 

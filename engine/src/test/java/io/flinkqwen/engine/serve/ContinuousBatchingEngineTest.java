@@ -230,7 +230,9 @@ class ContinuousBatchingEngineTest {
     void promptReadInPlaceFromOffHeapMemoryGivesTheIdsOfAnArrayPromptAndReusesTheSession() throws Exception {
         Generator fresh = new Generator(model.newForward(pool, 16));
         // a chunk of 16 tokens: a 40-token prompt is prefilled in three chunks from the view
-        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 2, 8)) {
+        // (prefix sharing off: with it, admission also copies the ids of the prompt's full blocks once
+        // to look them up in the prefix index)
+        try (ContinuousBatchingEngine engine = new ContinuousBatchingEngine(model.newForward(pool, 16), 2, 8, 256L << 20, false)) {
             int[] history = new int[40];
             for (int i = 0; i < history.length; i++) {
                 history[i] = (7 * i + 3) % 500;
@@ -341,10 +343,14 @@ class ContinuousBatchingEngineTest {
         }
     }
 
-    /** KV bytes of a fresh request's cache: prompt plus new tokens, K and V, every layer, floats. */
+    /**
+     * KV bytes of a fresh request's cache: prompt plus new tokens rounded up to whole blocks of 16
+     * positions, K and V, every layer, floats.
+     */
     private static long kvBytes(int promptLength, int maxNew) {
         var c = model.config();
-        return 2L * c.numHiddenLayers() * (promptLength + maxNew) * c.kvDim() * Float.BYTES;
+        int blocks = (promptLength + maxNew + 15) / 16;
+        return 2L * c.numHiddenLayers() * blocks * 16 * c.kvDim() * Float.BYTES;
     }
 
     @Test

@@ -61,7 +61,7 @@ final class BenchCommand implements Main.Command {
                 "\n",
                 "usage: flink-qwen bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--batch B]",
                 "         [--threads N] [--runs R] [--warmup W] [--chunk-tokens N] [--vs-llama-cpp] [--oracle-dir DIR]",
-                "         [--bandwidth-gb-s X] [--output json|text]",
+                "         [--bandwidth-gb-s X] [--kv-type f32|f16|q8] [--fill-context N] [--output json|text]",
                 "",
                 "  --prompt-tokens  prompt length (default 128); ids are (13 + 7919 i) mod vocabulary",
                 "  --gen-tokens     tokens decoded greedily after the prompt (default 64)",
@@ -80,6 +80,12 @@ final class BenchCommand implements Main.Command {
                 "                   llama-bench.mjs is the repository's oracle/ one, else the one there",
                 "  --bandwidth-gb-s the machine's memory read bandwidth for decode_roofline_share (default:",
                 "                   measured in-process, about 1 s, with --threads threads)",
+                "  --kv-type        KV cache storage, f32 (default), f16 or q8; llama.cpp keeps its defaults",
+                "                   (F16 cache, flash attention)",
+                "  --fill-context   decode after N positions of context (a multiple of 16): the prompt's",
+                "                   keys and values copied block by block up to N, its prefill skipped;",
+                "                   decode speed at long context only (the text means nothing), batch 1,",
+                "                   not with --vs-llama-cpp",
                 "  --output         json (one object, default) or text");
     }
 
@@ -91,7 +97,7 @@ final class BenchCommand implements Main.Command {
                         argv,
                         Set.of(
                                 "model", "prompt-tokens", "gen-tokens", "batch", "threads", "runs", "warmup",
-                                "oracle-dir", "output", "bandwidth-gb-s", "chunk-tokens"),
+                                "oracle-dir", "output", "bandwidth-gb-s", "chunk-tokens", "kv-type", "fill-context"),
                         Set.of("vs-llama-cpp"));
         String output = a.string("output", "json");
         if (!output.equals("json") && !output.equals("text")) {
@@ -111,6 +117,13 @@ final class BenchCommand implements Main.Command {
             throw new Args.UsageException("bench: --warmup must be >= 0");
         }
         boolean vsLlama = a.flag("vs-llama-cpp");
+        io.flinkqwen.engine.model.KvFormat kvType = KvType.of(a, "bench");
+        int fillContext = a.integer("fill-context", 0);
+        if (fillContext != 0 && (vsLlama || batch != 1 || fillContext % 16 != 0 || fillContext < promptTokens
+                || promptTokens % 16 != 0)) {
+            throw new Args.UsageException("bench: --fill-context needs batch 1, no --vs-llama-cpp, and a multiple of 16"
+                    + " at least --prompt-tokens (itself a multiple of 16), got " + fillContext);
+        }
         Path modelPath = Path.of(a.string("model"));
         double givenBandwidth = a.has("bandwidth-gb-s") ? a.number("bandwidth-gb-s", 0) : 0;
         if (a.has("bandwidth-gb-s") && !(givenBandwidth > 0)) {
@@ -126,6 +139,7 @@ final class BenchCommand implements Main.Command {
         double loadMs;
         double firstTokenMs = 0;
         double measuredBandwidth = 0;
+        long kvBytes = 0;
         long t0 = System.nanoTime();
         try (LoadedModel model = ModelArgs.load(modelPath.toString(), err)) {
             loadMs = (System.nanoTime() - t0) / 1e6;
@@ -138,11 +152,11 @@ final class BenchCommand implements Main.Command {
             o.put("weights_bytes", weightBytes);
             o.put("weights_on_heap", model.weights().onHeap());
             try (KernelPool pool = new KernelPool(threads)) {
-                Qwen2Model forward = model.newForward(pool, chunk);
+                Qwen2Model forward = model.newForward(pool, chunk, kvType);
                 o.put("device", forward.backend().name());
                 o.put("device_description", forward.backend().description());
                 for (int r = 0; r < warmup + runs; r++) {
-                    double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens) : batchRun(forward, prompt, genTokens, batch);
+                    double[] tps = batch == 1 ? oneRun(forward, prompt, genTokens, fillContext) : batchRun(forward, prompt, genTokens, batch);
                     if (r == 0) {
                         firstTokenMs = tps[2];
                     }
@@ -150,6 +164,7 @@ final class BenchCommand implements Main.Command {
                         prefill[r - warmup] = tps[0];
                         decode[r - warmup] = tps[1];
                     }
+                    kvBytes = (long) tps[3];
                 }
                 if (givenBandwidth == 0) {
                     // after the runs, so that the probe's 256 MiB are not in the way of the model
@@ -163,6 +178,13 @@ final class BenchCommand implements Main.Command {
         o.put("warmup", warmup);
         o.put("prompt_tokens", promptTokens);
         o.put("gen_tokens", genTokens);
+        o.put("kv_type", kvType.id());
+        if (fillContext > 0) {
+            o.put("fill_context", fillContext);
+        }
+        // the KV blocks of the last run (all sequences), and this process's resident memory
+        o.put("kv_cache_bytes", kvBytes);
+        putResident(o);
         o.put("java", Runtime.version().toString());
         o.put("load_ms", round(loadMs, 1));
         o.put("first_token_ms", round(firstTokenMs, 1));
@@ -189,6 +211,10 @@ final class BenchCommand implements Main.Command {
             l.put("first_token_ms", round(result.path("first_token_ms").asDouble(), 1));
             putSpeeds(l, lp, ld, weightBytes / batch);
             l.put("decode_roofline_share", round(l.get("decode_weight_gb_per_s").asDouble() / bandwidth, 3));
+            if (result.has("rss_bytes")) {
+                l.put("rss_bytes", result.get("rss_bytes").asLong());
+                l.put("peak_rss_bytes", result.get("peak_rss_bytes").asLong());
+            }
             l.set("provenance", result.get("provenance"));
             o.set("llama_cpp", l);
             o.put("prefill_ratio", round(median(prefill) / median(lp), 3));
@@ -212,11 +238,14 @@ final class BenchCommand implements Main.Command {
     }
 
     /** One timed run from a fresh cache: {prefill tok/s, decode tok/s, ms to the first token}. */
-    private static double[] oneRun(Qwen2Model forward, int[] prompt, int genTokens) {
-        KvCache cache = forward.newCache(prompt.length + genTokens);
+    private static double[] oneRun(Qwen2Model forward, int[] prompt, int genTokens, int fillContext) {
+        KvCache cache = forward.newCache(Math.max(fillContext, prompt.length) + genTokens);
         long t0 = System.nanoTime();
         int next = Sampler.argmax(forward.forward(cache, prompt, 0, prompt.length), forward.config().vocabSize());
         long prefillNanos = System.nanoTime() - t0;
+        if (fillContext > prompt.length) {
+            cache.repeatTo(fillContext);
+        }
         int[] one = new int[1];
         t0 = System.nanoTime();
         for (int s = 1; s < genTokens; s++) {
@@ -224,9 +253,11 @@ final class BenchCommand implements Main.Command {
             next = Sampler.argmax(forward.forward(cache, one, 0, 1), forward.config().vocabSize());
         }
         long decodeNanos = System.nanoTime() - t0;
+        long kvBytes = cache.sizeBytes();
+        cache.release(); // its blocks go back to the model's pool for the next run
         return new double[] {
             prompt.length / (prefillNanos / 1e9), genTokens > 1 ? (genTokens - 1) / (decodeNanos / 1e9) : 0,
-            prefillNanos / 1e6
+            prefillNanos / 1e6, kvBytes
         };
     }
 
@@ -261,11 +292,42 @@ final class BenchCommand implements Main.Command {
             }
         }
         long decodeNanos = System.nanoTime() - t0;
+        long kvBytes = 0;
+        for (KvCache c : caches) {
+            kvBytes += c.sizeBytes();
+            c.release();
+        }
         return new double[] {
             (double) batch * prompt.length / (prefillNanos / 1e9),
             genTokens > 1 ? (double) batch * (genTokens - 1) / (decodeNanos / 1e9) : 0,
-            firstNanos / 1e6
+            firstNanos / 1e6, kvBytes
         };
+    }
+
+    /**
+     * {@code rss_bytes} and {@code peak_rss_bytes} (VmRSS, VmHWM of /proc/self/status: the JVM's
+     * heap as far as it was touched, the mapped weights' pages, the code), where Linux has them.
+     */
+    private static void putResident(ObjectNode o) {
+        Path status = Path.of("/proc/self/status");
+        if (!Files.isReadable(status)) {
+            return;
+        }
+        try {
+            for (String line : Files.readAllLines(status)) {
+                if (line.startsWith("VmRSS:")) {
+                    o.put("rss_bytes", kib(line));
+                } else if (line.startsWith("VmHWM:")) {
+                    o.put("peak_rss_bytes", kib(line));
+                }
+            }
+        } catch (IOException e) {
+            // no resident figures then
+        }
+    }
+
+    private static long kib(String statusLine) {
+        return 1024L * Long.parseLong(statusLine.replaceAll("[^0-9]", ""));
     }
 
     private static void putSpeeds(ObjectNode o, double[] prefill, double[] decode, long weightBytes) {

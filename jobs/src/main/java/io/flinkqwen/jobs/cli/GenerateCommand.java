@@ -28,7 +28,7 @@ final class GenerateCommand implements Main.Command {
                 "\n",
                 "usage: flink-qwen generate --model PATH|HF_ID (--prompt TEXT | --prompt-ids 1,2,3)",
                 "         [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]",
-                "         [--chat] [--system TEXT] [--threads N] [--output text|json]",
+                "         [--chat] [--system TEXT] [--threads N] [--kv-type f32|f16|q8] [--output text|json]",
                 "",
                 "  --model           a .gguf file, a Hugging Face folder, or a Hugging Face id",
                 "  --prompt          raw prompt text; special tokens such as <|im_start|> in it are",
@@ -39,6 +39,7 @@ final class GenerateCommand implements Main.Command {
                 "                    (default 1 = off), --seed (default 0) apply when > 0",
                 "  --max-new-tokens  default 128; generation also stops at <|im_end|>/<|endoftext|>",
                 "  --threads         kernel threads (default: available processors)",
+                KvType.USAGE,
                 "  --output          text (streamed, default) or json: prompt_ids, ids, text");
     }
 
@@ -50,7 +51,7 @@ final class GenerateCommand implements Main.Command {
                         argv,
                         Set.of(
                                 "model", "prompt", "prompt-ids", "max-new-tokens", "temperature", "top-k",
-                                "top-p", "seed", "system", "threads", "output"),
+                                "top-p", "seed", "system", "threads", "output", "kv-type"),
                         Set.of("chat"));
         String output = a.string("output", "text");
         if (!output.equals("text") && !output.equals("json")) {
@@ -92,7 +93,7 @@ final class GenerateCommand implements Main.Command {
                 prompt = model.tokenizer().encodeWithSpecialTokens(a.string("prompt"));
             }
             try (KernelPool pool = new KernelPool(threads)) {
-                Qwen2Model forward = model.newForward(pool, 64);
+                Qwen2Model forward = model.newForward(pool, 64, KvType.of(a, "generate"));
                 StreamingDecoder decoder = new StreamingDecoder(model.tokenizer());
                 boolean stream = output.equals("text");
                 StringBuilder text = new StringBuilder();

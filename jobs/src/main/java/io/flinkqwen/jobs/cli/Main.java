@@ -26,6 +26,7 @@ public final class Main {
                     "  score            teacher-forced top-K logits at every position",
                     "  make-test-model  write a random-weight Qwen2 model (GGUF or Hugging Face)",
                     "  bench            prefill and decode speed, optionally next to llama.cpp",
+                    "  kv-capacity      keys one KV budget holds, per KV format, with and without prefix sharing",
                     "  summarize        rolling summaries of JSON log events per source (file, stdin or Kafka)",
                     "  translate        streaming translation of JSON requests (file, stdin or Kafka)",
                     "  sql              run a SQL script with the QWEN_* functions on an embedded MiniCluster",
@@ -68,6 +69,9 @@ public final class Main {
                 break;
             case "bench":
                 c = new BenchCommand();
+                break;
+            case "kv-capacity":
+                c = new KvCapacityCommand();
                 break;
             case "summarize":
                 c = new SummarizeCommand(System.getenv());

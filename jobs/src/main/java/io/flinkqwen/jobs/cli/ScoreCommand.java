@@ -24,7 +24,7 @@ final class ScoreCommand implements Main.Command {
     public String usage() {
         return String.join(
                 "\n",
-                "usage: flink-qwen score --model PATH|HF_ID --ids 1,2,3 [--top K] [--threads N] [--output json]",
+                "usage: flink-qwen score --model PATH|HF_ID --ids 1,2,3 [--top K] [--threads N] [--kv-type f32|f16|q8] [--output json]",
                 "",
                 "Prints one JSON object: for each position i, the top-K [id, logit] pairs of the",
                 "next-token logits after ids[0..i], best first (raw logits, no softmax).");
@@ -32,7 +32,7 @@ final class ScoreCommand implements Main.Command {
 
     @Override
     public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
-        Args a = Args.parse("score", argv, Set.of("model", "ids", "top", "threads", "output"), Set.of());
+        Args a = Args.parse("score", argv, Set.of("model", "ids", "top", "threads", "output", "kv-type"), Set.of());
         if (!a.string("output", "json").equals("json")) {
             throw new Args.UsageException("score: --output json is the only format");
         }
@@ -46,7 +46,7 @@ final class ScoreCommand implements Main.Command {
                 KernelPool pool = new KernelPool(threads)) {
             int vocab = model.config().vocabSize();
             int k = Math.min(top, vocab);
-            Qwen2Model forward = model.newForward(pool, 64);
+            Qwen2Model forward = model.newForward(pool, 64, KvType.of(a, "score"));
             float[][] logits = forward.forwardAllLogits(forward.newCache(ids.length), ids);
             ObjectMapper json = new ObjectMapper();
             ObjectNode o = json.createObjectNode();

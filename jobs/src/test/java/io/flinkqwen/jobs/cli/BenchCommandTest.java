@@ -72,6 +72,32 @@ class BenchCommandTest {
         assertEquals(o.get("decode_weight_gb_per_s").asDouble() / measured, share, 0.002 + 0.01 * share);
     }
 
+    /**
+     * --kv-type and --fill-context: the tiny model's KV is 3 layers x 64 wide, so one block of 16
+     * positions is 2 x 3 x 16 x 64 values; 96 positions of context + 4 decoded fit 7 blocks.
+     */
+    @Test
+    void kvTypeAndFillContextReachTheCacheAndItsSize() throws Exception {
+        long[] blockBytes = {2L * 3 * 16 * 64 * 4, 2L * 3 * 16 * 64 * 2, 2L * (3 * 16 * 64 + 4 * (3 * 16 * 64 / 32))};
+        String[] types = {"f32", "f16", "q8"};
+        for (int i = 0; i < 3; i++) {
+            MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--prompt-tokens", "32", "--gen-tokens", "4",
+                    "--threads", "1", "--runs", "1", "--warmup", "0", "--bandwidth-gb-s", "1", "--kv-type", types[i],
+                    "--fill-context", "96");
+            assertEquals(0, r.code(), r.err());
+            JsonNode o = new ObjectMapper().readTree(r.out());
+            assertEquals(types[i], o.get("kv_type").asText());
+            assertEquals(96, o.get("fill_context").asInt());
+            assertEquals(7 * blockBytes[i], o.get("kv_cache_bytes").asLong(), o.toString());
+        }
+        MainTest.Run bad = MainTest.run("bench", "--model", gguf.toString(), "--kv-type", "q4");
+        assertEquals(2, bad.code());
+        assertTrue(bad.err().contains("--kv-type must be f32, f16 or q8"), bad.err());
+        bad = MainTest.run("bench", "--model", gguf.toString(), "--fill-context", "100", "--prompt-tokens", "32");
+        assertEquals(2, bad.code());
+        assertTrue(bad.err().contains("--fill-context"), bad.err());
+    }
+
     @Test
     void givenBandwidthReplacesTheProbe() throws Exception {
         MainTest.Run r = MainTest.run("bench", "--model", gguf.toString(), "--prompt-tokens", "4", "--gen-tokens", "3",

@@ -80,10 +80,14 @@ public final class CpuKernelBackend implements KernelBackend {
             int nPositions, float scale) {
         float[] scores = new float[nPositions];
         int groups = nHeads / nKvHeads;
-        for (int h = 0; h < nHeads; h++) {
-            Attention.attention(
-                    out, h * headDim, q, h * headDim, keys, values, 0, kvStride, (h / groups) * headDim, headDim,
-                    nPositions, scale, scores);
+        float[] state = new float[2 * groups];
+        for (int g = 0; g < nKvHeads; g++) {
+            // the query heads of KV head g, over all positions as one tile
+            int o = g * groups * headDim;
+            Attention.begin(out, o, state, 0, groups, headDim);
+            Attention.tileF32(out, o, state, 0, q, o, groups, headDim, keys, values, g * headDim, kvStride, nPositions,
+                    scale, scores);
+            Attention.finish(out, o, state, 0, groups, headDim);
         }
     }
 

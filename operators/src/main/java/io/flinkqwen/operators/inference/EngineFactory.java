@@ -25,8 +25,17 @@ public interface EngineFactory extends Serializable {
      */
     InferenceEngine create(Qwen2Model forward, InferenceSettings settings);
 
-    /** A {@link ContinuousBatchingEngine} with the settings' sequences, capacity and KV budget (running and idle). */
+    /**
+     * A {@link ContinuousBatchingEngine} with the settings' sequences, capacity and KV budget
+     * (running and idle), whose requests share the KV blocks of common prompt prefixes.
+     */
     static EngineFactory continuousBatching() {
-        return (forward, s) -> new ContinuousBatchingEngine(forward, s.maxSequences(), s.capacity(), s.kvBudgetBytes());
+        return continuousBatching(true);
+    }
+
+    /** As {@link #continuousBatching()}, with prefix sharing on or off. */
+    static EngineFactory continuousBatching(boolean prefixSharing) {
+        return (forward, s) ->
+                new ContinuousBatchingEngine(forward, s.maxSequences(), s.capacity(), s.kvBudgetBytes(), prefixSharing);
     }
 }
