@@ -200,6 +200,7 @@ class ClusterJobsITCase {
         cluster.startTaskManager("tm-" + victim + "-replacement");
         RestApi.await("the job restarting after the kill", Duration.ofSeconds(60),
                 () -> !cluster.rest.jobState(job).equals("RUNNING") || !cluster.rest.allTasksRunning(job));
+        double toRestarting = secondsSince(kill);
         RestApi.await("all tasks running again", Duration.ofMinutes(2), () -> cluster.rest.allTasksRunning(job));
         double toRunning = secondsSince(kill);
         // the killed TaskManager acknowledges nothing: a checkpoint completed after the kill is a new one
@@ -211,9 +212,12 @@ class ClusterJobsITCase {
         List<JsonNode> results = awaitResults(t.out, SOURCES.size() * LINES / EVERY, job);
         Map<String, JsonNode> byId = exactlyOnePerId(results, expectedSummaryIds());
         assertSameAsReference(byId, summaryReference);
-        log("TaskManager %s killed: RUNNING again after %.1f s, first new checkpoint after %.1f s; "
-                + "%d summaries, 0 lost, 0 duplicated, equal to the undisturbed run", victim, toRunning, toCheckpoint,
-                byId.size());
+        long restarts = cluster.rest.numRestarts(job);
+        assertTrue(restarts >= 1, "the job did not restart after its TaskManager was killed");
+        log("TaskManager %s killed: job restarting after %.1f s, all tasks RUNNING again after %.1f s (a replacement"
+                + " TaskManager started at the kill), first new checkpoint after %.1f s, %d restart(s); %d summaries,"
+                + " 0 lost, 0 duplicated, equal to the undisturbed run", victim, toRestarting, toRunning, toCheckpoint,
+                restarts, byId.size());
         awaitQuietOperator(job, vertex);
         assertNoLateDuplicates(job, t.out, results.size());
     }
@@ -282,8 +286,8 @@ class ClusterJobsITCase {
         List<JsonNode> results = awaitResults(t.out, requests.size(), job);
         Map<String, JsonNode> byId = exactlyOnePerId(results, translationIds());
         assertSameAsReference(byId, translationReference);
-        log("broker restart: %d results %.1f s after it went down, 0 lost, 0 duplicated, equal to the undisturbed run",
-                byId.size(), secondsSince(down));
+        log("broker restart: %d results %.1f s after it went down, %d job restart(s), 0 lost, 0 duplicated, equal to the"
+                + " undisturbed run", byId.size(), secondsSince(down), cluster.rest.numRestarts(job));
         awaitQuietOperator(job, cluster.rest.vertexWithMetric(job, "kvBytesInUse"));
         assertNoLateDuplicates(job, t.out, results.size());
     }
@@ -393,9 +397,9 @@ class ClusterJobsITCase {
             assertTrue(maxArrow <= ARROW_BOUND, "Arrow batches held " + maxArrow + " bytes, over " + ARROW_BOUND);
             assertTrue(maxHeapShare < 0.95, "a task manager's heap was " + maxHeapShare + " full");
             log("slow sink (%.0f B/s per producer): %d results (%d bytes) in %.1f s, 0 lost, 0 duplicated; source"
-                    + " back-pressured in %d of %d samples; max KV %.1f MiB (budget %d MiB), max Arrow %.2f MiB, max heap"
-                    + " share %.2f", QUOTA, byId.size(), bytes, seconds, backpressured, samples, maxKv / (1 << 20), KV_BUDGET >> 20, maxArrow / (1 << 20),
-                    maxHeapShare);
+                    + " back-pressured in %d of %d samples; max KV %.1f MiB (budget %d MiB), max Arrow %.1f KiB (bound"
+                    + " %d MiB), max heap share %.2f", QUOTA, byId.size(), bytes, seconds, backpressured, samples,
+                    maxKv / (1 << 20), KV_BUDGET >> 20, maxArrow / 1024, ARROW_BOUND >> 20, maxHeapShare);
             awaitQuietOperator(job, vertex);
         } finally {
             setDefaultProducerQuota(null);

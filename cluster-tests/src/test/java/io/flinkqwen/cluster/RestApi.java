@@ -89,6 +89,14 @@ final class RestApi {
         return get("/jobs/" + jobId + "/checkpoints").path("counts").path("completed").asLong();
     }
 
+    /** How often the job restarted since it was submitted (its {@code numRestarts} metric). */
+    long numRestarts(String jobId) throws IOException, InterruptedException {
+        for (JsonNode m : get("/jobs/" + jobId + "/metrics?get=numRestarts")) {
+            return m.path("value").asLong();
+        }
+        return 0;
+    }
+
     /** The job's failures as Flink reports them (every exception's text), for assertions on messages. */
     String exceptions(String jobId) throws IOException, InterruptedException {
         return get("/jobs/" + jobId + "/exceptions").toString();
