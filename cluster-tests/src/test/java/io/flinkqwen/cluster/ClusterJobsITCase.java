@@ -414,8 +414,15 @@ class ClusterJobsITCase {
         for (int p : List.of(1, 2)) {
             Topics t = topics("tr-speed-p" + p);
             KafkaData.produce(broker, t.in, requests);
-            String job = submit(withMaxNewTokens(translateArgs(t, p, model), 96));
+            // p=2 as users pass it to a cluster: `flink run -p 2`, no --parallelism
+            List<String> args = new ArrayList<>(withMaxNewTokens(translateArgs(t, p, model), 96));
+            int at = args.indexOf("--parallelism");
+            args.subList(at, at + 2).clear();
+            String job = cluster.submit(jar, List.of("-p", Integer.toString(p)), args, Duration.ofMinutes(2));
+            jobs.add(job);
             long running = awaitAllTasksRunning(job);
+            String vertex = cluster.rest.vertexWithMetric(job, "kvBytesInUse");
+            assertEquals(p, cluster.rest.subtaskLocations(job, vertex).size(), "flink run -p " + p + " was not applied");
             List<JsonNode> results = awaitResults(t.out, requests.size(), job);
             double seconds = secondsSince(running);
             exactlyOnePerId(results, ids(requests));
