@@ -102,17 +102,26 @@ final class RestApi {
         return get("/jobs/" + jobId + "/exceptions").toString();
     }
 
-    /** The vertex (task chain) whose operators register {@code metric}, e.g. {@code kvBytesInUse}. */
-    String vertexWithMetric(String jobId, String metric) throws IOException, InterruptedException {
-        for (JsonNode v : get("/jobs/" + jobId).path("vertices")) {
-            String vid = v.path("id").asText();
-            for (JsonNode m : get("/jobs/" + jobId + "/vertices/" + vid + "/metrics")) {
-                if (m.path("id").asText().endsWith("." + metric)) {
-                    return vid;
+    /**
+     * The vertex (task chain) whose operators register {@code metric}, e.g. {@code kvBytesInUse};
+     * waits up to 30 s for it, since the JobManager fetches metrics from the TaskManagers
+     * periodically (every 0.5 s here) after the tasks register them.
+     */
+    String vertexWithMetric(String jobId, String metric) throws Exception {
+        String[] found = new String[1];
+        await("a vertex of job " + jobId + " with a metric " + metric, Duration.ofSeconds(30), () -> {
+            for (JsonNode v : get("/jobs/" + jobId).path("vertices")) {
+                String vid = v.path("id").asText();
+                for (JsonNode m : get("/jobs/" + jobId + "/vertices/" + vid + "/metrics")) {
+                    if (m.path("id").asText().endsWith("." + metric)) {
+                        found[0] = vid;
+                        return true;
+                    }
                 }
             }
-        }
-        throw new IllegalStateException("no vertex of job " + jobId + " has a metric " + metric);
+            return false;
+        });
+        return found[0];
     }
 
     /**
