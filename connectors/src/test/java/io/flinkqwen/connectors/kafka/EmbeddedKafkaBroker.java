@@ -48,11 +48,14 @@ import org.apache.kafka.server.common.MetadataVersion;
 public final class EmbeddedKafkaBroker implements AutoCloseable {
 
     private final Path dir;
-    private final KafkaRaftServer server;
+    private final KafkaConfig config;
     private final String bootstrap;
+    /** The running node; null while {@link #stop() stopped}. */
+    private KafkaRaftServer server;
 
-    private EmbeddedKafkaBroker(Path dir, KafkaRaftServer server, String bootstrap) {
+    private EmbeddedKafkaBroker(Path dir, KafkaConfig config, KafkaRaftServer server, String bootstrap) {
         this.dir = dir;
+        this.config = config;
         this.server = server;
         this.bootstrap = bootstrap;
     }
@@ -95,7 +98,7 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
 
         KafkaRaftServer server = new KafkaRaftServer(config, Time.SYSTEM);
         server.startup();
-        EmbeddedKafkaBroker broker = new EmbeddedKafkaBroker(dir, server, "127.0.0.1:" + brokerPort);
+        EmbeddedKafkaBroker broker = new EmbeddedKafkaBroker(dir, config, server, "127.0.0.1:" + brokerPort);
         broker.awaitReady(Duration.ofSeconds(60));
         return broker;
     }
@@ -121,6 +124,29 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
         throw new IllegalStateException("the embedded broker did not come up within " + timeout, last);
     }
 
+    /**
+     * Stops the node as a crash would leave it to its clients (connections refused), keeping its
+     * log folder and ports for {@link #restart()}.
+     */
+    public synchronized void stop() {
+        if (server != null) {
+            server.shutdown();
+            server.awaitShutdown();
+            server = null;
+        }
+    }
+
+    /** Starts the node again after {@link #stop()}: the same ports, log folder and topics. */
+    public synchronized void restart() throws Exception {
+        if (server != null) {
+            throw new IllegalStateException("the broker is running: stop() it first");
+        }
+        KafkaRaftServer s = new KafkaRaftServer(config, Time.SYSTEM);
+        s.startup();
+        server = s;
+        awaitReady(Duration.ofSeconds(60));
+    }
+
     /** host:port of the broker's listener. */
     public String bootstrapServers() {
         return bootstrap;
@@ -133,8 +159,13 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
     }
 
     public void createTopic(String name, int partitions) throws Exception {
+        createTopic(name, partitions, Map.of());
+    }
+
+    /** @param configs topic settings, e.g. {@code max.message.bytes} for records over 1 MB */
+    public void createTopic(String name, int partitions, Map<String, String> configs) throws Exception {
         try (Admin admin = admin()) {
-            admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1))).all().get();
+            admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1).configs(configs))).all().get();
         }
     }
 
@@ -183,8 +214,7 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
-        server.shutdown();
-        server.awaitShutdown();
+        stop();
         try (Stream<Path> files = Files.walk(dir)) {
             for (Path f : files.sorted(Comparator.reverseOrder()).toList()) {
                 Files.deleteIfExists(f);

@@ -26,6 +26,7 @@ import java.util.UUID;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.serialization.SerializationSchema;
 import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.client.program.StreamContextEnvironment;
 import org.apache.flink.configuration.CheckpointingOptions;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.configuration.JobManagerOptions;
@@ -66,7 +67,7 @@ final class StreamingJob {
             "                     isolation.level=read_committed to hide uncommitted results",
             "  --bounded          Kafka: stop at the input topic's end as of the start",
             "  --max-record-bytes longer records are dead letters (default " + JsonRecords.DEFAULT_MAX_RECORD_BYTES + ")",
-            "  --parallelism      of the job (default 1)");
+            "  --parallelism      of the job (default 1; under flink run: its -p, else the cluster's default)");
 
     final String command;
     final Args args;
@@ -140,7 +141,11 @@ final class StreamingJob {
                     Paths.get(args.string("checkpoint-dir")).toAbsolutePath().toUri().toString());
         }
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(conf);
-        env.setParallelism(parallelism);
+        // under `flink run` (a context environment) flink run's -p, or the cluster's
+        // parallelism.default, holds unless --parallelism is given; the embedded MiniCluster runs 1
+        if (args.has("parallelism") || !(env instanceof StreamContextEnvironment)) {
+            env.setParallelism(parallelism);
+        }
         if (args.has("checkpoint-dir") || kafka) {
             env.enableCheckpointing(checkpointInterval.toMillis());
         }
