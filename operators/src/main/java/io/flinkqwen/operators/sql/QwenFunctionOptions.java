@@ -41,7 +41,6 @@ public final class QwenFunctionOptions {
 
     /** Every option a function reads. */
     public static final List<ConfigOption<?>> OPTIONS = List.of(
-            ON_INVALID_INPUT,
             QwenInferenceOptions.MODEL_PATH,
             QwenInferenceOptions.SYSTEM_PROMPT,
             QwenInferenceOptions.MAX_NEW_TOKENS,
@@ -49,7 +48,8 @@ public final class QwenFunctionOptions {
             QwenInferenceOptions.MAX_SEQUENCES,
             QwenInferenceOptions.CAPACITY,
             QwenInferenceOptions.KV_BUDGET,
-            QwenInferenceOptions.DEVICE);
+            QwenInferenceOptions.DEVICE,
+            ON_INVALID_INPUT);
 
     private QwenFunctionOptions() {}
 
