@@ -86,12 +86,38 @@ public final class Attention {
         checkTile(n, scores);
         for (int j = 0; j < nHeads; j++) {
             int qo = qOff + j * headDim;
-            for (int t = 0; t < n; t++) {
-                scores[t] = scale * VectorOps.dot(q, qo, keys, kvOff + t * kvStride, headDim);
+            int p = 0;
+            if (headDim % (2 * L) == 0) {
+                for (; p + 4 <= n; p += 4) {
+                    dot4(scores, p, scale, q, qo, keys, kvOff + p * kvStride, kvStride, headDim);
+                }
+            }
+            for (; p < n; p++) {
+                scores[p] = scale * VectorOps.dot(q, qo, keys, kvOff + p * kvStride, headDim);
             }
             int o = outOff + j * headDim;
             online(out, o, state, stOff + 2 * j, scores, n, headDim);
             int d = 0;
+            // four output vectors per pass over the tile: four independent FMA chains instead of
+            // one, each chain the same FMAs in the same order as the one-vector loop below
+            for (; d + 4 * L <= headDim; d += 4 * L) {
+                FloatVector a0 = FloatVector.fromArray(F, out, o + d);
+                FloatVector a1 = FloatVector.fromArray(F, out, o + d + L);
+                FloatVector a2 = FloatVector.fromArray(F, out, o + d + 2 * L);
+                FloatVector a3 = FloatVector.fromArray(F, out, o + d + 3 * L);
+                for (int t = 0; t < n; t++) {
+                    int vo = kvOff + t * kvStride + d;
+                    FloatVector sv = FloatVector.broadcast(F, scores[t]);
+                    a0 = FloatVector.fromArray(F, values, vo).fma(sv, a0);
+                    a1 = FloatVector.fromArray(F, values, vo + L).fma(sv, a1);
+                    a2 = FloatVector.fromArray(F, values, vo + 2 * L).fma(sv, a2);
+                    a3 = FloatVector.fromArray(F, values, vo + 3 * L).fma(sv, a3);
+                }
+                a0.intoArray(out, o + d);
+                a1.intoArray(out, o + d + L);
+                a2.intoArray(out, o + d + 2 * L);
+                a3.intoArray(out, o + d + 3 * L);
+            }
             for (int upper = F.loopBound(headDim); d < upper; d += L) {
                 FloatVector acc = FloatVector.fromArray(F, out, o + d);
                 for (int t = 0; t < n; t++) {
@@ -108,6 +134,36 @@ public final class Attention {
                 out[o + d] = acc;
             }
         }
+    }
+
+    /**
+     * {@code scores[t + i] = scale * dot(q[qo..], keys[ko + i * stride..])} for four positions,
+     * each exactly as {@link VectorOps#dot} computes it (two accumulators, one reduction) when
+     * {@code headDim} is a multiple of 2L, but as eight independent FMA chains.
+     */
+    private static void dot4(float[] scores, int t, float scale, float[] q, int qo, float[] keys, int ko, int stride,
+            int headDim) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+        int k1 = ko + stride;
+        int k2 = k1 + stride;
+        int k3 = k2 + stride;
+        for (int i = 0; i < headDim; i += 2 * L) {
+            FloatVector qa = FloatVector.fromArray(F, q, qo + i);
+            FloatVector qb = FloatVector.fromArray(F, q, qo + i + L);
+            a0 = qa.fma(FloatVector.fromArray(F, keys, ko + i), a0);
+            b0 = qb.fma(FloatVector.fromArray(F, keys, ko + i + L), b0);
+            a1 = qa.fma(FloatVector.fromArray(F, keys, k1 + i), a1);
+            b1 = qb.fma(FloatVector.fromArray(F, keys, k1 + i + L), b1);
+            a2 = qa.fma(FloatVector.fromArray(F, keys, k2 + i), a2);
+            b2 = qb.fma(FloatVector.fromArray(F, keys, k2 + i + L), b2);
+            a3 = qa.fma(FloatVector.fromArray(F, keys, k3 + i), a3);
+            b3 = qb.fma(FloatVector.fromArray(F, keys, k3 + i + L), b3);
+        }
+        scores[t] = scale * a0.add(b0).reduceLanes(VectorOperators.ADD);
+        scores[t + 1] = scale * a1.add(b1).reduceLanes(VectorOperators.ADD);
+        scores[t + 2] = scale * a2.add(b2).reduceLanes(VectorOperators.ADD);
+        scores[t + 3] = scale * a3.add(b3).reduceLanes(VectorOperators.ADD);
     }
 
     /** Scalar twin of {@link #tileF32}. */
