@@ -83,6 +83,10 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
         p.put("transaction.state.log.num.partitions", "1");
         p.put("group.initial.rebalance.delay.ms", "0");
         p.put("auto.create.topics.enable", "false");
+        // no time-based retention: tests write records with fixed event times (2026-01-01 in the
+        // cluster tests), which a 7-day retention deletes at the broker's first retention check,
+        // 30 s after it starts, so a later read_committed consumer found none of them
+        p.put("log.retention.ms", "-1");
         KafkaConfig config = KafkaConfig.fromProps(p, false);
 
         new Formatter()
