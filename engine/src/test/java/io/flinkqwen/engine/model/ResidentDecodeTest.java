@@ -41,6 +41,8 @@ class ResidentDecodeTest {
     static final double GAP = 2 * LOGIT_TOL;
     static final int[] PROMPT = {84, 104, 101, 32, 108, 111, 103, 300, 257, 19};
     static final int STEPS = 14;
+    /** kernels-tornado's TornadoResidentDecoder.LAYERS_PER_GRAPH_PROPERTY. */
+    static final String LAYERS_PER_GRAPH = "flinkqwen.tornado.resident.layersPerGraph";
 
     @TempDir static Path dir;
     static KernelPool pool;
@@ -132,6 +134,9 @@ class ResidentDecodeTest {
     @Test
     void alternatingSequencesAndTruncationKeepTheCpuLogits() throws Exception {
         Assumptions.assumeTrue(device != null, () -> "accelerator backend not run: " + unavailable);
+        // one layer per task graph: three groups, the residual stream passed between them as
+        // for models with more layers than one TornadoVM graph holds
+        System.setProperty(LAYERS_PER_GRAPH, "1");
         try (LoadedModel m = model(DType.F32, 12)) {
             Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, null, CpuKernelBackend.INSTANCE, KvFormat.F32);
             Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, null, device, KvFormat.F32);
@@ -166,6 +171,12 @@ class ResidentDecodeTest {
                 double diff = maxDiff(cpu.forward(c[s], two, 0, 2), dev.forward(d[s], two, 0, 2));
                 assertTrue(diff <= LOGIT_TOL, "per-op forward over the device-written cache " + s + ": " + diff);
             }
+            dev.forward(d[0], new int[] {9}, 0, 1); // uploads what the per-op forward wrote
+            long before = device.launches();
+            dev.forward(d[0], new int[] {10}, 0, 1);
+            assertEquals(m.config().numHiddenLayers(), device.launches() - before, "launches of a step: one per group of one layer");
+        } finally {
+            System.clearProperty(LAYERS_PER_GRAPH);
         }
     }
 

@@ -19,8 +19,6 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.function.BiConsumer;
-import java.util.function.Consumer;
 import uk.ac.manchester.tornado.api.GridScheduler;
 import uk.ac.manchester.tornado.api.KernelContext;
 import uk.ac.manchester.tornado.api.TaskGraph;
@@ -32,24 +30,36 @@ import uk.ac.manchester.tornado.api.types.arrays.FloatArray;
 import uk.ac.manchester.tornado.api.types.arrays.IntArray;
 
 /**
- * A whole dense decode step as one TornadoVM task graph: every layer's RMSNorm, q/k/v product,
- * biases + RoPE + KV store, attention, output product (+ residual), RMSNorm, gate/up product,
- * SwiGLU, down product (+ residual), then the final norm and the LM head: {@code 9 * layers + 2}
- * kernels (more where q/k/v or gate/up do not lie back to back in one weight arena), one plan
- * execution per token. In: the embedding row and the position; out: the logits and the token's
- * new keys and values. On the device for the decoder's life: the weights (its own copy of the
- * backend's arenas), norms, biases, RoPE tables, the residual stream and scratch, and the KV cache
- * of {@link #positions()} positions (F32, every layer).
+ * A whole dense decode step on the device: every layer's RMSNorm, q/k/v product, biases + RoPE +
+ * KV store, attention, output product (+ residual), RMSNorm, gate/up product, SwiGLU, down
+ * product (+ residual), then the final norm and the LM head, as TornadoVM task graphs whose
+ * buffers stay on the device: the weights (the plans' own device copies of the backend's
+ * arenas), norms, biases, RoPE tables, scratch and the KV cache of {@link #positions()} positions
+ * (F32). Per token the embedding row and the position go in; the logits and the token's new keys
+ * and values come out.
  *
- * <p>The plan holds two graphs: 0 copies staged KV rows into the cache ({@link #upload}, {@value
- * #STAGE} positions per execution), 1 is the step. The cache arrays are allocated by graph 0,
- * kept there ({@code persistOnDevice}) and used by graph 1 ({@code consumeFromDevice}), so
- * neither copies the cache between host and device.
+ * <p>As many layers as fit go into one task graph: TornadoVM 5.2.0 records a graph's tasks in a
+ * fixed 8 KiB buffer ({@value #GRAPH_CODE_BYTES} bytes, {@code 14 + 5 * arguments} per task, about
+ * 430 per layer here), so one graph holds about 18 layers. A model with more layers runs as
+ * several groups of consecutive layers, one execution per group and token, the residual stream
+ * ({@code hidden} floats) passed between groups through the host; each group keeps the KV cache of
+ * its own layers. Qwen2-0.5B (24 layers) is 2 launches per token, 72B (80 layers) 5.
+ *
+ * <p>Each group's plan holds two graphs: 0 copies staged KV rows into the group's cache ({@link
+ * #upload}, {@value #STAGE} positions per execution), 1 is the step. The cache arrays are
+ * allocated by graph 0, kept there ({@code persistOnDevice}) and used by graph 1 ({@code
+ * consumeFromDevice}), so neither copies the cache between host and device.
  */
 final class TornadoResidentDecoder implements ResidentDecoder {
 
     /** Positions per upload execution. */
     static final int STAGE = 16;
+
+    /** TornadoVM 5.2.0's buffer for a task graph's task list (TornadoTaskGraph.highLevelCode). */
+    static final int GRAPH_CODE_BYTES = 8192;
+
+    /** System property: at most this many layers per task graph (default: as many as fit). */
+    static final String LAYERS_PER_GRAPH_PROPERTY = "flinkqwen.tornado.resident.layersPerGraph";
 
     private final Object lock;
     private final AtomicLong launches;
@@ -58,14 +68,7 @@ final class TornadoResidentDecoder implements ResidentDecoder {
     private final int hidden;
     private final int vocab;
     private final int positions;
-    private final FloatArray x;
-    private final IntArray step;
-    private final FloatArray logits;
-    private final FloatArray newKv;
-    private final FloatArray keysIn;
-    private final FloatArray valuesIn;
-    private final IntArray importP;
-    private final TornadoExecutionPlan plan;
+    private final List<Group> groups = new ArrayList<>();
     private long ownLaunches;
     private boolean closed;
 
@@ -81,6 +84,10 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         Placed of(WeightMatrix w);
     }
 
+    /** Inputs shared by the groups (each plan copies them to the device once). */
+    private record Constants(
+            FloatArray pow2, FloatArray norms, FloatArray biases, FloatArray cos, FloatArray sin, FloatArray fp) {}
+
     TornadoResidentDecoder(
             DenseDecoderSpec spec, int positions, Placements where, FloatArray pow2, Object lock, AtomicLong launches,
             String name) {
@@ -91,11 +98,9 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         this.hidden = spec.hidden();
         this.vocab = spec.vocab();
         this.positions = positions;
-        int ffn = spec.ffn();
         int half = spec.headDim() / 2;
         int qkvDim = hidden + 2 * kvDim;
 
-        // constant inputs, copied once
         float[] normsHost = new float[(2 * layers + 1) * hidden];
         float[] biasHost = new float[layers * qkvDim];
         for (int l = 0; l < layers; l++) {
@@ -107,81 +112,49 @@ final class TornadoResidentDecoder implements ResidentDecoder {
             System.arraycopy(w.bv(), 0, biasHost, l * qkvDim + hidden + kvDim, kvDim);
         }
         System.arraycopy(spec.outputNorm(), 0, normsHost, 2 * layers * hidden, hidden);
-        FloatArray norms = FloatArray.fromArray(normsHost);
-        FloatArray biases = FloatArray.fromArray(biasHost);
-        FloatArray cos = FloatArray.fromArray(Arrays.copyOf(spec.ropeCos(), positions * half));
-        FloatArray sin = FloatArray.fromArray(Arrays.copyOf(spec.ropeSin(), positions * half));
-        FloatArray fp = FloatArray.fromArray(new float[] {spec.eps(), (float) (1.0 / Math.sqrt(spec.headDim()))});
+        Constants c = new Constants(pow2, FloatArray.fromArray(normsHost), FloatArray.fromArray(biasHost),
+                FloatArray.fromArray(Arrays.copyOf(spec.ropeCos(), positions * half)),
+                FloatArray.fromArray(Arrays.copyOf(spec.ropeSin(), positions * half)),
+                FloatArray.fromArray(new float[] {spec.eps(), (float) (1.0 / Math.sqrt(spec.headDim()))}));
 
-        // the device state: KV cache, residual stream, scratch
-        FloatArray keys = new FloatArray(layers * positions * kvDim);
-        FloatArray values = new FloatArray(layers * positions * kvDim);
-        x = new FloatArray(hidden);
-        step = new IntArray(1);
-        logits = new FloatArray(vocab);
-        newKv = new FloatArray(2 * layers * kvDim);
-        FloatArray xb = new FloatArray(hidden);
-        FloatArray qkv = new FloatArray(qkvDim);
-        FloatArray att = new FloatArray(hidden);
-        FloatArray gu = new FloatArray(2 * ffn);
-        FloatArray g = new FloatArray(ffn);
-        FloatArray scores = new FloatArray(spec.heads() * positions);
-
-        // graph 0: upload of staged KV rows
-        keysIn = new FloatArray(layers * STAGE * kvDim);
-        valuesIn = new FloatArray(layers * STAGE * kvDim);
-        importP = IntArray.fromElements(0, 0, layers, kvDim, positions);
-        String importName = name + "kv";
-        TaskGraph up = new TaskGraph(importName)
-                .transferToDevice(DataTransferMode.EVERY_EXECUTION, keysIn, valuesIn, importP)
-                .task("k", ResidentKernels::kvImport, new KernelContext(), keysIn, valuesIn, keys, values, importP)
-                .persistOnDevice(keys, values);
-        GridScheduler grids = new GridScheduler();
-        grids.addWorkerGrid(importName + ".k", grid(layers * STAGE * kvDim));
-
-        // graph 1: the step (tasks recorded first, to be added after the graph's transfers)
-        Set<Object> arenas = new LinkedHashSet<>();
-        List<Object> constants = new ArrayList<>(List.of(pow2, norms, biases, cos, sin, fp));
-        Steps tasks = new Steps(grids, name, constants, arenas, pow2, where);
-        for (int l = 0; l < layers; l++) {
-            DenseDecoderSpec.Layer w = spec.layers().get(l);
-            int kvBase = l * positions * kvDim;
-            String at = "l" + l;
-            // rmsnorm
-            tasks.rms(at + "n0", x, norms, xb, 2 * l * hidden, fp);
-            // q, k, v: one product where the three lie back to back, else three into one buffer
-            tasks.matVec(at + "qkv", new WeightMatrix[] {w.wq(), w.wk(), w.wv()}, xb, qkv, false);
-            // biases, rope, kv cache
-            IntArray pr = tasks.params(spec.heads(), spec.kvHeads(), spec.headDim(), l * qkvDim, kvBase, 2 * l * kvDim);
-            tasks.add(at + "rope", (t, id) -> t.task(id, ResidentKernels::qkvBiasRope, new KernelContext(), qkv, biases, cos,
-                    sin, keys, values, newKv, pr, step), (spec.heads() + 2 * spec.kvHeads()) * half);
-            // attention
-            IntArray pa = tasks.params(spec.headDim(), spec.heads(), spec.kvHeads(), kvBase, positions);
-            tasks.add(at + "att", (t, id) -> t.task(id, ResidentKernels::attention, new KernelContext(), qkv, keys, values,
-                    scores, att, pa, step, fp), spec.heads() * WG);
-            // output projection + residual
-            tasks.matVec(at + "o", new WeightMatrix[] {w.wo()}, att, x, true);
-            // rmsnorm, SwiGLU FFN, residual
-            tasks.rms(at + "n1", x, norms, xb, (2 * l + 1) * hidden, fp);
-            tasks.matVec(at + "gu", new WeightMatrix[] {w.gate(), w.up()}, xb, gu, false);
-            IntArray ps = tasks.params(ffn, 1);
-            tasks.add(at + "swi", (t, id) -> t.task(id, TornadoKernels::swiGluPacked, new KernelContext(), gu, g, ps), ffn);
-            tasks.matVec(at + "d", new WeightMatrix[] {w.down()}, g, x, true);
+        // consecutive layers per group, as many as TornadoVM's task-list buffer holds
+        int cap = Integer.getInteger(LAYERS_PER_GRAPH_PROPERTY, Integer.MAX_VALUE);
+        int budget = GRAPH_CODE_BYTES - taskBytes(6) - taskBytes(6); // room for the head's two tasks
+        int l0 = 0;
+        while (l0 < layers) {
+            int l1 = l0;
+            int bytes = 0;
+            while (l1 < layers && l1 - l0 < cap && bytes + layerBytes(spec.layers().get(l1), where) <= budget) {
+                bytes += layerBytes(spec.layers().get(l1), where);
+                l1++;
+            }
+            if (l1 == l0) {
+                throw new IllegalStateException("one layer's tasks exceed a TornadoVM task graph's " + GRAPH_CODE_BYTES + " bytes");
+            }
+            groups.add(new Group(spec, c, where, l0, l1, l1 == layers, name + "g" + groups.size()));
+            l0 = l1;
         }
-        // final norm, LM head
-        tasks.rms("n", x, norms, xb, 2 * layers * hidden, fp);
-        tasks.matVec("head", new WeightMatrix[] {spec.output()}, xb, logits, false);
-        constants.addAll(arenas);
-        TaskGraph stepGraph = new TaskGraph(name)
-                .consumeFromDevice(importName, keys, values)
-                .transferToDevice(DataTransferMode.FIRST_EXECUTION, constants.toArray())
-                .transferToDevice(DataTransferMode.EVERY_EXECUTION, x, step);
-        tasks.replay(stepGraph);
-        stepGraph.transferToHost(DataTransferMode.EVERY_EXECUTION, logits, newKv);
-        plan = new TornadoExecutionPlan(up.snapshot(), stepGraph.snapshot()).withGridScheduler(grids);
-        // allocate the cache (graph 0 with nothing staged)
-        importP.set(0, 0);
-        execute(0);
+    }
+
+    /** Bytes a task with {@code args} arguments (the KernelContext included) takes in a graph's task list. */
+    static int taskBytes(int args) {
+        return 14 + 5 * args;
+    }
+
+    private static int layerBytes(DenseDecoderSpec.Layer w, Placements where) {
+        return taskBytes(6) * 2 // rmsnorms
+                + matVecBytes(where, w.wq(), w.wk(), w.wv()) + taskBytes(11) /* rope */ + taskBytes(9) /* attention */
+                + matVecBytes(where, w.wo()) + matVecBytes(where, w.gate(), w.up()) + taskBytes(4) /* swiglu */
+                + matVecBytes(where, w.down());
+    }
+
+    private static int matVecBytes(Placements where, WeightMatrix... ms) {
+        int args = ms[0].dtype() == DType.F32 ? 5 : 6;
+        boolean together = true;
+        for (int i = 1; i < ms.length; i++) {
+            together &= where.of(ms[i - 1]).followedBy(where.of(ms[i]));
+        }
+        return (together ? 1 : ms.length) * taskBytes(args);
     }
 
     private static WorkerGrid1D grid(int threads) {
@@ -190,30 +163,112 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         return g;
     }
 
-    /** Records the step's tasks (and their parameter arrays) to add to the graph in order. */
-    private static final class Steps {
-        final GridScheduler grids;
+    /**
+     * Layers {@code [l0, l1)} (and, in the last group, the final norm and the LM head) as one
+     * plan: graph 0 uploads staged KV rows, graph 1 is the step. Its KV cache holds its own
+     * layers only, layer {@code l} at {@code (l - l0) * positions * kvDim}.
+     */
+    private final class Group {
+        final int l0;
+        final int l1;
+        final boolean last;
+        final FloatArray x;
+        final IntArray step;
+        final FloatArray logits;
+        final FloatArray newKv;
+        final FloatArray keysIn;
+        final FloatArray valuesIn;
+        final IntArray importP;
+        final TornadoExecutionPlan plan;
         final String name;
-        final List<Object> constants;
-        final Set<Object> arenas;
-        final FloatArray pow2;
+        final GridScheduler grids = new GridScheduler();
+        final List<Object> constants = new ArrayList<>();
+        final Set<Object> arenas = new LinkedHashSet<>();
         final Placements where;
-        final List<Consumer<TaskGraph>> recorded = new ArrayList<>();
+        final FloatArray pow2;
+        TaskGraph graph;
 
-        Steps(GridScheduler grids, String name, List<Object> constants, Set<Object> arenas, FloatArray pow2,
-                Placements where) {
-            this.grids = grids;
+        Group(DenseDecoderSpec spec, Constants c, Placements where, int l0, int l1, boolean last, String name) {
+            this.l0 = l0;
+            this.l1 = l1;
+            this.last = last;
             this.name = name;
-            this.constants = constants;
-            this.arenas = arenas;
-            this.pow2 = pow2;
             this.where = where;
-        }
+            this.pow2 = c.pow2();
+            int n = l1 - l0;
+            int ffn = spec.ffn();
+            int half = spec.headDim() / 2;
+            int qkvDim = hidden + 2 * kvDim;
+            FloatArray keys = new FloatArray(n * positions * kvDim);
+            FloatArray values = new FloatArray(n * positions * kvDim);
+            x = new FloatArray(hidden);
+            step = new IntArray(1);
+            logits = last ? new FloatArray(vocab) : null;
+            newKv = new FloatArray(2 * n * kvDim);
+            FloatArray xb = new FloatArray(hidden);
+            FloatArray qkv = new FloatArray(qkvDim);
+            FloatArray att = new FloatArray(hidden);
+            FloatArray gu = new FloatArray(2 * ffn);
+            FloatArray g = new FloatArray(ffn);
+            FloatArray scores = new FloatArray(spec.heads() * positions);
 
-        /** A task {@code id} added by {@code body(graph, id)}, on {@code threads} threads (rounded up to WG). */
-        void add(String id, BiConsumer<TaskGraph, String> body, int threads) {
-            recorded.add(t -> body.accept(t, id));
-            grids.addWorkerGrid(name + "." + id, grid(threads));
+            // graph 0: upload of staged KV rows
+            keysIn = new FloatArray(n * STAGE * kvDim);
+            valuesIn = new FloatArray(n * STAGE * kvDim);
+            importP = IntArray.fromElements(0, 0, n, kvDim, positions);
+            String importName = name + "kv";
+            TaskGraph up = new TaskGraph(importName)
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, keysIn, valuesIn, importP)
+                    .task("k", ResidentKernels::kvImport, new KernelContext(), keysIn, valuesIn, keys, values, importP)
+                    .persistOnDevice(keys, values);
+            grids.addWorkerGrid(importName + ".k", grid(n * STAGE * kvDim));
+
+            // graph 1: the step; parameter arrays are made first, then the graph's transfers, then its tasks
+            constants.addAll(List.of(c.pow2(), c.norms(), c.biases(), c.cos(), c.sin(), c.fp()));
+            List<Runnable> tasks = new ArrayList<>();
+            for (int l = l0; l < l1; l++) {
+                DenseDecoderSpec.Layer w = spec.layers().get(l);
+                int kvBase = (l - l0) * positions * kvDim;
+                String at = "l" + l;
+                // rmsnorm
+                tasks.add(rms(at + "n0", x, c, xb, 2 * l * hidden));
+                // q, k, v: one product where the three lie back to back, else three into one buffer
+                tasks.add(matVec(at + "qkv", new WeightMatrix[] {w.wq(), w.wk(), w.wv()}, xb, qkv, false));
+                // biases, rope, kv cache
+                IntArray pr = params(spec.heads(), spec.kvHeads(), spec.headDim(), l * qkvDim, kvBase, 2 * (l - l0) * kvDim);
+                tasks.add(task(at + "rope", (spec.heads() + 2 * spec.kvHeads()) * half, id -> graph.task(id,
+                        ResidentKernels::qkvBiasRope, new KernelContext(), qkv, c.biases(), c.cos(), c.sin(), keys, values,
+                        newKv, pr, step)));
+                // attention
+                IntArray pa = params(spec.headDim(), spec.heads(), spec.kvHeads(), kvBase, positions);
+                tasks.add(task(at + "att", spec.heads() * WG, id -> graph.task(id, ResidentKernels::attention,
+                        new KernelContext(), qkv, keys, values, scores, att, pa, step, c.fp())));
+                // output projection + residual
+                tasks.add(matVec(at + "o", new WeightMatrix[] {w.wo()}, att, x, true));
+                // rmsnorm, SwiGLU FFN, residual
+                tasks.add(rms(at + "n1", x, c, xb, (2 * l + 1) * hidden));
+                tasks.add(matVec(at + "gu", new WeightMatrix[] {w.gate(), w.up()}, xb, gu, false));
+                IntArray ps = params(ffn, 1);
+                tasks.add(task(at + "swi", ffn, id -> graph.task(id, TornadoKernels::swiGluPacked, new KernelContext(), gu, g, ps)));
+                tasks.add(matVec(at + "d", new WeightMatrix[] {w.down()}, g, x, true));
+            }
+            if (last) {
+                // final norm, LM head
+                tasks.add(rms("n", x, c, xb, 2 * layers * hidden));
+                tasks.add(matVec("head", new WeightMatrix[] {spec.output()}, xb, logits, false));
+            }
+            constants.addAll(arenas);
+            graph = new TaskGraph(name)
+                    .consumeFromDevice(importName, keys, values)
+                    .transferToDevice(DataTransferMode.FIRST_EXECUTION, constants.toArray())
+                    .transferToDevice(DataTransferMode.EVERY_EXECUTION, x, step);
+            for (Runnable t : tasks) {
+                t.run();
+            }
+            graph.transferToHost(DataTransferMode.EVERY_EXECUTION, last ? logits : x, newKv);
+            plan = new TornadoExecutionPlan(up.snapshot(), graph.snapshot()).withGridScheduler(grids);
+            // allocate the cache (graph 0 with nothing staged)
+            execute(plan, 0);
         }
 
         IntArray params(int... v) {
@@ -222,14 +277,19 @@ final class TornadoResidentDecoder implements ResidentDecoder {
             return p;
         }
 
-        void rms(String id, FloatArray in, FloatArray norms, FloatArray out, int normOffset, FloatArray fp) {
+        /** A task added later (after the graph's transfers) by {@code add(id)}, on {@code threads} threads rounded up to WG. */
+        Runnable task(String id, int threads, java.util.function.Consumer<String> add) {
+            grids.addWorkerGrid(name + "." + id, grid(threads));
+            return () -> add.accept(id);
+        }
+
+        Runnable rms(String id, FloatArray in, Constants c, FloatArray out, int normOffset) {
             IntArray p = params(normOffset, in.getSize());
-            recorded.add(t -> t.task(id, ResidentKernels::rmsNorm, new KernelContext(), in, norms, out, p, fp));
-            grids.addWorkerGrid(name + "." + id, grid(WG));
+            return task(id, WG, t -> graph.task(t, ResidentKernels::rmsNorm, new KernelContext(), in, c.norms(), out, p, c.fp()));
         }
 
         /** {@code y = ms x} (or {@code y += ...}): one task where the matrices lie back to back, else one each. */
-        void matVec(String id, WeightMatrix[] ms, FloatArray in, FloatArray out, boolean accumulate) {
+        Runnable matVec(String id, WeightMatrix[] ms, FloatArray in, FloatArray out, boolean accumulate) {
             Placed[] ps = new Placed[ms.length];
             boolean together = true;
             for (int i = 0; i < ms.length; i++) {
@@ -241,46 +301,59 @@ final class TornadoResidentDecoder implements ResidentDecoder {
                 for (WeightMatrix m : ms) {
                     rows += m.rows();
                 }
-                one(id, ps[0], rows, ms[0].cols(), in, out, 0, accumulate);
-                return;
+                return one(id, ps[0], rows, ms[0].cols(), in, out, 0, accumulate);
             }
+            List<Runnable> each = new ArrayList<>();
             for (int i = 0, yo = 0; i < ms.length; yo += ms[i].rows(), i++) {
-                one(id + i, ps[i], ms[i].rows(), ms[i].cols(), in, out, yo, accumulate);
+                each.add(one(id + i, ps[i], ms[i].rows(), ms[i].cols(), in, out, yo, accumulate));
             }
+            return () -> each.forEach(Runnable::run);
         }
 
-        private void one(String id, Placed w, int rows, int cols, FloatArray in, FloatArray out, int yOffset, boolean acc) {
+        private Runnable one(String id, Placed w, int rows, int cols, FloatArray in, FloatArray out, int yOffset, boolean acc) {
             IntArray p = params(w.offset(), rows, cols, yOffset, acc ? 1 : 0);
             switch (w.dtype()) {
                 case F32:
                     arenas.add(w.floats());
-                    recorded.add(t -> t.task(id, ResidentKernels::matVecF32, new KernelContext(), w.floats(), in, out, p));
-                    break;
+                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecF32, new KernelContext(), w.floats(), in, out, p));
                 case F16:
                     arenas.add(w.bytes());
-                    recorded.add(t -> t.task(id, ResidentKernels::matVecF16, new KernelContext(), w.bytes(), in, out, p, pow2));
-                    break;
+                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecF16, new KernelContext(), w.bytes(), in, out, p, pow2));
                 case Q8_0:
                     arenas.add(w.bytes());
-                    recorded.add(t -> t.task(id, ResidentKernels::matVecQ8_0, new KernelContext(), w.bytes(), in, out, p, pow2));
-                    break;
+                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecQ8_0, new KernelContext(), w.bytes(), in, out, p, pow2));
                 default:
                     throw new UnsupportedOperationException("no resident mat-vec for " + w.dtype());
             }
-            grids.addWorkerGrid(name + "." + id, grid(rows * WG));
         }
 
-        void replay(TaskGraph g) {
-            for (Consumer<TaskGraph> r : recorded) {
-                r.accept(g);
+        /** Uploads positions {@code [from, from + count)} of this group's layers from the decoder-wide staging layout. */
+        void upload(int from, int count, float[] keys, float[] values) {
+            int n = l1 - l0;
+            for (int t0 = 0; t0 < count; t0 += STAGE) {
+                int m = Math.min(STAGE, count - t0);
+                for (int l = 0; l < n; l++) {
+                    int src = ((l0 + l) * count + t0) * kvDim;
+                    long dst = 4L * l * m * kvDim;
+                    MemorySegment.copy(keys, src, keysIn.getSegment(), ValueLayout.JAVA_FLOAT, dst, m * kvDim);
+                    MemorySegment.copy(values, src, valuesIn.getSegment(), ValueLayout.JAVA_FLOAT, dst, m * kvDim);
+                }
+                importP.set(0, m);
+                importP.set(1, from + t0);
+                execute(plan, 0);
             }
         }
     }
 
-    private void execute(int graph) {
+    private void execute(TornadoExecutionPlan plan, int graph) {
         plan.withGraph(graph).execute();
         ownLaunches++;
         launches.incrementAndGet();
+    }
+
+    /** Task graphs per step (groups of layers): launches per token. */
+    int graphsPerStep() {
+        return groups.size();
     }
 
     @Override
@@ -301,17 +374,8 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         }
         synchronized (lock) {
             checkOpen();
-            for (int t0 = 0; t0 < count; t0 += STAGE) {
-                int n = Math.min(STAGE, count - t0);
-                for (int l = 0; l < layers; l++) {
-                    long src = ((long) l * count + t0) * kvDim;
-                    long dst = 4L * l * n * kvDim;
-                    MemorySegment.copy(keys, (int) src, keysIn.getSegment(), ValueLayout.JAVA_FLOAT, dst, n * kvDim);
-                    MemorySegment.copy(values, (int) src, valuesIn.getSegment(), ValueLayout.JAVA_FLOAT, dst, n * kvDim);
-                }
-                importP.set(0, n);
-                importP.set(1, from + t0);
-                execute(0);
+            for (Group g : groups) {
+                g.upload(from, count, keys, values);
             }
         }
     }
@@ -328,11 +392,19 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         }
         synchronized (lock) {
             checkOpen();
-            MemorySegment.copy(embedding, 0, x.getSegment(), ValueLayout.JAVA_FLOAT, 0, hidden);
-            step.set(0, position);
-            execute(1);
-            MemorySegment.copy(logits.getSegment(), ValueLayout.JAVA_FLOAT, 0, logitsOut, 0, vocab);
-            MemorySegment.copy(newKv.getSegment(), ValueLayout.JAVA_FLOAT, 0, newKvOut, 0, 2 * layers * kvDim);
+            MemorySegment.copy(embedding, 0, groups.get(0).x.getSegment(), ValueLayout.JAVA_FLOAT, 0, hidden);
+            for (int i = 0; i < groups.size(); i++) {
+                Group g = groups.get(i);
+                if (i > 0) {
+                    // the residual stream from the previous group, through the host
+                    MemorySegment.copy(groups.get(i - 1).x.getSegment(), 0, g.x.getSegment(), 0, 4L * hidden);
+                }
+                g.step.set(0, position);
+                execute(g.plan, 1);
+                MemorySegment.copy(g.newKv.getSegment(), ValueLayout.JAVA_FLOAT, 0, newKvOut, 2 * g.l0 * kvDim,
+                        2 * (g.l1 - g.l0) * kvDim);
+            }
+            MemorySegment.copy(groups.get(groups.size() - 1).logits.getSegment(), ValueLayout.JAVA_FLOAT, 0, logitsOut, 0, vocab);
         }
     }
 
@@ -352,10 +424,12 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         synchronized (lock) {
             if (!closed) {
                 closed = true;
-                try {
-                    plan.close();
-                } catch (Exception e) {
-                    throw new IllegalStateException("cannot free the resident decoder's TornadoVM plan", e);
+                for (Group g : groups) {
+                    try {
+                        g.plan.close();
+                    } catch (Exception e) {
+                        throw new IllegalStateException("cannot free the resident decoder's TornadoVM plan", e);
+                    }
                 }
             }
         }
