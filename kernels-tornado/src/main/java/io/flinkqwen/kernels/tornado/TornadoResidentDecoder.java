@@ -40,7 +40,8 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *
  * <p>As many layers as fit go into one task graph: TornadoVM 5.2.0 records a graph's tasks in a
  * fixed 8 KiB buffer ({@value #GRAPH_CODE_BYTES} bytes, {@code 14 + 5 * arguments} per task, about
- * 430 per layer here), so one graph holds about 18 layers. A model with more layers runs as
+ * 430 per layer here) and builds a dependency graph of at most 1024 nodes (about 40 per layer), so
+ * one graph holds about 16 layers. A model with more layers runs as
  * several groups of consecutive layers, one execution per group and token, the residual stream
  * ({@code hidden} floats) passed between groups through the host; each group keeps the KV cache of
  * its own layers. Qwen2-0.5B (24 layers) is 2 launches per token, 72B (80 layers) 5.
@@ -57,6 +58,12 @@ final class TornadoResidentDecoder implements ResidentDecoder {
 
     /** TornadoVM 5.2.0's buffer for a task graph's task list (TornadoTaskGraph.highLevelCode). */
     static final int GRAPH_CODE_BYTES = 8192;
+
+    /**
+     * TornadoVM 5.2.0's node limit of a task graph's dependency graph (TornadoGraph, which cannot
+     * grow), less room for the objects every graph holds (constants, arenas, buffers).
+     */
+    static final int GRAPH_NODES = 1024 - 160;
 
     /** System property: at most this many layers per task graph (default: as many as fit). */
     static final String LAYERS_PER_GRAPH_PROPERTY = "flinkqwen.tornado.resident.layersPerGraph";
@@ -124,8 +131,11 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         while (l0 < layers) {
             int l1 = l0;
             int bytes = 0;
-            while (l1 < layers && l1 - l0 < cap && bytes + layerBytes(spec.layers().get(l1), where) <= budget) {
+            int nodes = 0;
+            while (l1 < layers && l1 - l0 < cap && bytes + layerBytes(spec.layers().get(l1), where) <= budget
+                    && nodes + LAYER_NODES <= GRAPH_NODES) {
                 bytes += layerBytes(spec.layers().get(l1), where);
+                nodes += LAYER_NODES;
                 l1++;
             }
             if (l1 == l0) {
@@ -135,6 +145,14 @@ final class TornadoResidentDecoder implements ResidentDecoder {
             l0 = l1;
         }
     }
+
+    /**
+     * Graph nodes of one layer's tasks, at most: per task its node, its parameter array's object
+     * and copy-in nodes and one node per array it writes (two more per task where q/k/v or
+     * gate/up are separate products).
+     */
+    static final int LAYER_NODES = 9 * 3 + 13 /* arrays written: 4 by rope, 2 by attention, 1 by each other task */
+            + 3 * 4 /* q, k, v and gate, up as separate products */;
 
     /** Bytes a task with {@code args} arguments (the KernelContext included) takes in a graph's task list. */
     static int taskBytes(int args) {
@@ -186,6 +204,7 @@ final class TornadoResidentDecoder implements ResidentDecoder {
         final Set<Object> arenas = new LinkedHashSet<>();
         final Placements where;
         final FloatArray pow2;
+        final KernelContext ctx = new KernelContext(); // one for every task of the step graph: fewer graph nodes
         TaskGraph graph;
 
         Group(DenseDecoderSpec spec, Constants c, Placements where, int l0, int l1, boolean last, String name) {
@@ -237,19 +256,19 @@ final class TornadoResidentDecoder implements ResidentDecoder {
                 // biases, rope, kv cache
                 IntArray pr = params(spec.heads(), spec.kvHeads(), spec.headDim(), l * qkvDim, kvBase, 2 * (l - l0) * kvDim);
                 tasks.add(task(at + "rope", (spec.heads() + 2 * spec.kvHeads()) * half, id -> graph.task(id,
-                        ResidentKernels::qkvBiasRope, new KernelContext(), qkv, c.biases(), c.cos(), c.sin(), keys, values,
+                        ResidentKernels::qkvBiasRope, ctx, qkv, c.biases(), c.cos(), c.sin(), keys, values,
                         newKv, pr, step)));
                 // attention
                 IntArray pa = params(spec.headDim(), spec.heads(), spec.kvHeads(), kvBase, positions);
                 tasks.add(task(at + "att", spec.heads() * WG, id -> graph.task(id, ResidentKernels::attention,
-                        new KernelContext(), qkv, keys, values, scores, att, pa, step, c.fp())));
+                        ctx, qkv, keys, values, scores, att, pa, step, c.fp())));
                 // output projection + residual
                 tasks.add(matVec(at + "o", new WeightMatrix[] {w.wo()}, att, x, true));
                 // rmsnorm, SwiGLU FFN, residual
                 tasks.add(rms(at + "n1", x, c, xb, (2 * l + 1) * hidden));
                 tasks.add(matVec(at + "gu", new WeightMatrix[] {w.gate(), w.up()}, xb, gu, false));
                 IntArray ps = params(ffn, 1);
-                tasks.add(task(at + "swi", ffn, id -> graph.task(id, TornadoKernels::swiGluPacked, new KernelContext(), gu, g, ps)));
+                tasks.add(task(at + "swi", ffn, id -> graph.task(id, TornadoKernels::swiGluPacked, ctx, gu, g, ps)));
                 tasks.add(matVec(at + "d", new WeightMatrix[] {w.down()}, g, x, true));
             }
             if (last) {
@@ -285,7 +304,7 @@ final class TornadoResidentDecoder implements ResidentDecoder {
 
         Runnable rms(String id, FloatArray in, Constants c, FloatArray out, int normOffset) {
             IntArray p = params(normOffset, in.getSize());
-            return task(id, WG, t -> graph.task(t, ResidentKernels::rmsNorm, new KernelContext(), in, c.norms(), out, p, c.fp()));
+            return task(id, WG, t -> graph.task(t, ResidentKernels::rmsNorm, ctx, in, c.norms(), out, p, c.fp()));
         }
 
         /** {@code y = ms x} (or {@code y += ...}): one task where the matrices lie back to back, else one each. */
@@ -315,13 +334,13 @@ final class TornadoResidentDecoder implements ResidentDecoder {
             switch (w.dtype()) {
                 case F32:
                     arenas.add(w.floats());
-                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecF32, new KernelContext(), w.floats(), in, out, p));
+                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecF32, ctx, w.floats(), in, out, p));
                 case F16:
                     arenas.add(w.bytes());
-                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecF16, new KernelContext(), w.bytes(), in, out, p, pow2));
+                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecF16, ctx, w.bytes(), in, out, p, pow2));
                 case Q8_0:
                     arenas.add(w.bytes());
-                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecQ8_0, new KernelContext(), w.bytes(), in, out, p, pow2));
+                    return task(id, rows * WG, t -> graph.task(t, ResidentKernels::matVecQ8_0, ctx, w.bytes(), in, out, p, pow2));
                 default:
                     throw new UnsupportedOperationException("no resident mat-vec for " + w.dtype());
             }
