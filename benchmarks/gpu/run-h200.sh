@@ -59,9 +59,14 @@ for dtype in f16 q8_0; do
             per-op) opts="-Dflinkqwen.resident=false" ;;
             cpu) device=cpu ;;
         esac
+        # one failed path (say, device memory) is reported and the others still run
         FLINK_QWEN_JAVA_OPTS="$FLINK_QWEN_JAVA_OPTS $opts" "$here/flink-qwen" bench --device "$device" --model "$model" \
             --prompt-tokens "$prompt" --gen-tokens "$gen" --runs "$runs" --warmup 1 --bandwidth-gb-s "$roofline" \
-            --output json >"$json"
+            --output json >"$json" 2>"$out/bench-$dtype-$path.log" || {
+            echo "$dtype $path: bench failed (exit $?), see $out/bench-$dtype-$path.log"
+            tail -n 5 "$out/bench-$dtype-$path.log"
+            continue
+        }
         python3 - "$json" "$dtype" "$path" "$roofline" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -38,6 +38,8 @@ final class ResidentDecode {
 
     static final int DEFAULT_POSITIONS = 1024;
 
+    private static final System.Logger LOG = System.getLogger(ResidentDecode.class.getName());
+
     /** Positions read from the host cache per upload call (bounds the staging arrays). */
     private static final int UPLOAD_CHUNK = 256;
 
@@ -115,7 +117,16 @@ final class ResidentDecode {
                 decoder.close();
                 decoder = null;
             }
-            Optional<ResidentDecoder> d = backend.residentDecoder(spec, cap);
+            Optional<ResidentDecoder> d;
+            try {
+                d = backend.residentDecoder(spec, cap);
+            } catch (RuntimeException e) {
+                // a device limit met while building the plans (memory, a compiler's limits):
+                // decode goes on per op, and the log says why
+                LOG.log(System.Logger.Level.WARNING, "resident decode unavailable on " + backend.name()
+                        + " (" + cap + " positions), decoding per op: " + e, e);
+                return false;
+            }
             if (d.isEmpty()) {
                 return false;
             }

@@ -192,6 +192,24 @@ class ResidentDecodeEngineTest {
     }
 
     @Test
+    void aResidentDecoderThatCannotBeBuiltLeavesDecodeOnThePerOpPath() {
+        FakeDevice fake = new FakeDevice(true);
+        fake.fail = true;
+        Qwen2Model cpu = new Qwen2Model(model.config(), model.weights(), pool, 4, null, CpuKernelBackend.INSTANCE, KvFormat.F32);
+        Qwen2Model dev = new Qwen2Model(model.config(), model.weights(), pool, 4, null, fake, KvFormat.F32);
+        KvCache c = cpu.newCache(8);
+        KvCache d = dev.newCache(8);
+        cpu.forward(c, PROMPT, 0, PROMPT.length);
+        dev.forward(d, PROMPT, 0, PROMPT.length);
+        for (int id : new int[] {7, 8, 9}) {
+            assertArrayEquals(cpu.forward(c, new int[] {id}, 0, 1), dev.forward(d, new int[] {id}, 0, 1));
+        }
+        assertEquals(0, dev.residentSteps());
+        assertEquals(1, fake.asked, "asked once, then not again");
+        assertEquals(c.length(), d.length());
+    }
+
+    @Test
     void aTokenOutsideTheVocabularyIsRejectedNamingItsIndex() {
         Qwen2Model dev = new Qwen2Model(model.config(), model.weights(), pool, 4, null, new FakeDevice(true), KvFormat.F32);
         KvCache d = dev.newCache(8);
@@ -224,6 +242,7 @@ class ResidentDecodeEngineTest {
         final boolean resident;
         final List<ReferenceDecoder> decoders = new ArrayList<>();
         int asked;
+        boolean fail; // residentDecoder throws, as a device out of memory would
 
         FakeDevice(boolean resident) {
             this.resident = resident;
@@ -247,6 +266,9 @@ class ResidentDecodeEngineTest {
         @Override
         public Optional<ResidentDecoder> residentDecoder(DenseDecoderSpec spec, int positions) {
             asked++;
+            if (fail) {
+                throw new IllegalStateException("fake device: out of memory for the resident plans");
+            }
             if (!resident) {
                 return Optional.empty();
             }

@@ -52,8 +52,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *       back at every call (each call is one TornadoVM execution plan launch). This is the
  *       per-op shape of the {@link KernelBackend} interface. The one exception is {@link
  *       #ffnBlock}: a dense FFN's five kernels in one task graph, its intermediates on the device.
- *       Keeping the residual stream and the KV cache on the device across layers needs a
- *       whole-layer plan, which this class does not have yet.
+ *   <li>Single-sequence decode of a dense model: {@link #residentDecoder} gives a {@link
+ *       TornadoResidentDecoder}, whose plans keep the residual stream and the KV cache on the
+ *       device for whole decode steps (one launch per token and group of layers).
  * </ul>
  *
  * <p>Each kernel has one execution plan per arena (mat-muls) or one in all (the rest), compiled
