@@ -31,7 +31,8 @@ import io.flinkqwen.kernels.backend.KernelOp;
  * KernelBackend} (the {@code flinkqwen.device} system property's, CPU by default; ops it does not
  * support run on the CPU); RoPE, biases, the KV cache and attention run on the CPU kernels. Where
  * the backend offers a {@link io.flinkqwen.kernels.backend.ResidentDecoder} (dense models), a
- * single-token {@link #forward} is instead one device launch ({@link ResidentDecode}).
+ * single-token {@link #forward} is instead one device launch per group of up to 16 layers ({@link
+ * ResidentDecode}).
  *
  * <p>Not thread-safe: one caller at a time (the activations below are reused across calls so
  * that the per-token path does not allocate). Matrix products use all threads of the pool.
@@ -159,6 +160,9 @@ public final class Qwen2Model {
      * For tests and benchmarks that compare it with the per-op path.
      */
     void residentDecode(boolean on) {
+        if (resident != null) {
+            resident.close();
+        }
         resident = on && moe == null ? ResidentDecode.forModel(config, weights, ops, ropeCos, ropeSin) : null;
     }
 

@@ -89,6 +89,14 @@ final class ResidentDecode {
         return new ResidentDecode(config, weights, backend, spec);
     }
 
+    /** Frees the device decoder, if one was made. */
+    void close() {
+        if (decoder != null) {
+            decoder.close();
+            decoder = null;
+        }
+    }
+
     /** Tokens decoded on the device so far. */
     long steps() {
         return steps;

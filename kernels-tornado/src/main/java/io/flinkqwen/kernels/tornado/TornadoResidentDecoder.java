@@ -218,8 +218,14 @@ final class TornadoResidentDecoder implements ResidentDecoder {
             int ffn = spec.ffn();
             int half = spec.headDim() / 2;
             int qkvDim = hidden + 2 * kvDim;
-            FloatArray keys = new FloatArray(n * positions * kvDim);
-            FloatArray values = new FloatArray(n * positions * kvDim);
+            long kvFloats = (long) n * positions * kvDim;
+            if (kvFloats > Integer.MAX_VALUE || (long) spec.heads() * positions > Integer.MAX_VALUE) {
+                // device arrays and kernel offsets are ints
+                throw new IllegalStateException(String.format("a KV cache of %d layers x %d positions x %d floats "
+                        + "exceeds one TornadoVM array (2^31 - 1 elements)", n, positions, kvDim));
+            }
+            FloatArray keys = new FloatArray((int) kvFloats);
+            FloatArray values = new FloatArray((int) kvFloats);
             x = new FloatArray(hidden);
             step = new IntArray(1);
             logits = last ? new FloatArray(vocab) : null;
