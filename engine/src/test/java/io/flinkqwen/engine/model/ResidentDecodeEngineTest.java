@@ -184,7 +184,8 @@ class ResidentDecodeEngineTest {
         cpu.forward(c, PROMPT, 0, PROMPT.length);
         dev.forward(d, PROMPT, 0, PROMPT.length);
         int[] one = {7};
-        assertArrayEquals(cpu.forward(c, one, 0, 1), dev.forward(d, one, 0, 1), "the per-op path runs the CPU kernels here");
+        // the per-op path runs the CPU kernels here (bit-equal on JDK 17; JDK 25's JIT may round a sum apart)
+        assertClose(cpu.forward(c, one, 0, 1), dev.forward(d, one, 0, 1), 1e-5, "per-op path");
         assertEquals(0, dev.residentSteps());
         assertEquals(1, fake.asked, "asked once, then not again");
         dev.forward(d, new int[] {8}, 0, 1);
@@ -202,7 +203,7 @@ class ResidentDecodeEngineTest {
         cpu.forward(c, PROMPT, 0, PROMPT.length);
         dev.forward(d, PROMPT, 0, PROMPT.length);
         for (int id : new int[] {7, 8, 9}) {
-            assertArrayEquals(cpu.forward(c, new int[] {id}, 0, 1), dev.forward(d, new int[] {id}, 0, 1));
+            assertClose(cpu.forward(c, new int[] {id}, 0, 1), dev.forward(d, new int[] {id}, 0, 1), 1e-5, "per-op path, token " + id);
         }
         assertEquals(0, dev.residentSteps());
         assertEquals(1, fake.asked, "asked once, then not again");
