@@ -26,6 +26,7 @@ public final class KvCache {
     private int[] tokens = new int[16]; // (position) the token id whose keys and values are there
     private int length;
     private int publishedUpTo; // full blocks [0, publishedUpTo) were offered to the prefix index
+    private int truncations; // calls of truncate: a device copy of positions is stale after one
 
     /** An empty cache with room for {@code initialCapacity} positions taken from {@code pool} now. */
     public KvCache(KvBlockPool pool, int initialCapacity, int maxPositions) {
@@ -64,6 +65,12 @@ public final class KvCache {
         }
         length = newLength;
         publishedUpTo = Math.min(publishedUpTo, newLength / pool.blockPositions());
+        truncations++;
+    }
+
+    /** How often {@link #truncate}, {@link #clear} or {@link #release} ran: positions may have been rewritten since. */
+    int truncations() {
+        return truncations;
     }
 
     /** The token ids of positions {@code [0, length())}, copied. */
@@ -105,6 +112,7 @@ public final class KvCache {
     public void release() {
         length = 0;
         publishedUpTo = 0;
+        truncations++;
         trimToLength();
     }
 

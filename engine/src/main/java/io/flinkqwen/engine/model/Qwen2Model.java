@@ -29,7 +29,10 @@ import io.flinkqwen.kernels.backend.KernelOp;
  *
  * <p>Matrix products, norms, SwiGLU, residual adds and the MoE router go through a {@link
  * KernelBackend} (the {@code flinkqwen.device} system property's, CPU by default; ops it does not
- * support run on the CPU); RoPE, biases, the KV cache and attention run on the CPU kernels.
+ * support run on the CPU); RoPE, biases, the KV cache and attention run on the CPU kernels. Where
+ * the backend offers a {@link io.flinkqwen.kernels.backend.ResidentDecoder} (dense models), a
+ * single-token {@link #forward} is instead one device launch per group of up to 16 layers ({@link
+ * ResidentDecode}).
  *
  * <p>Not thread-safe: one caller at a time (the activations below are reused across calls so
  * that the per-token path does not allocate). Matrix products use all threads of the pool.
@@ -69,6 +72,7 @@ public final class Qwen2Model {
     private final KvBlockPool defaultPool; // newCache(int)'s blocks
     private final AttentionTask attentionTask = new AttentionTask();
     private final MoeBlock moe; // null for a dense model
+    private ResidentDecode resident; // single-sequence decode on the device; null: per-op path
 
     /** With the KV cache format {@link KvFormat#fromSystemProperty()} names. */
     public Qwen2Model(Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
@@ -147,6 +151,24 @@ public final class Qwen2Model {
             }
         }
         ops.prepare(weights.matrices());
+        resident = moe == null ? ResidentDecode.forModel(config, weights, ops, ropeCos, ropeSin) : null;
+    }
+
+    /**
+     * Whether single-token {@link #forward} calls may run as one device launch on the backend's
+     * resident decoder (where it has one; on by default, off with {@code -Dflinkqwen.resident=false}).
+     * For tests and benchmarks that compare it with the per-op path.
+     */
+    void residentDecode(boolean on) {
+        if (resident != null) {
+            resident.close();
+        }
+        resident = on && moe == null ? ResidentDecode.forModel(config, weights, ops, ropeCos, ropeSin) : null;
+    }
+
+    /** Single-token {@link #forward} calls run on the resident decoder so far, since the last {@link #residentDecode} (tests). */
+    long residentSteps() {
+        return resident == null ? 0 : resident.steps();
     }
 
     /** The kernel backend this model runs on (with CPU fallback per op). */
@@ -199,6 +221,14 @@ public final class Qwen2Model {
         }
         checkShape(cache);
         cache.reserve(len);
+        if (len == 1 && resident != null) {
+            // decode on the device in one launch; the per-op path where the backend has none
+            if (resident.decode(cache, tokens[off], off, logits)) {
+                cache.append(tokens, off, 1);
+                return logits;
+            }
+            resident = null;
+        }
         startCall();
         for (int start = 0; start < len; start += maxChunk) {
             int n = Math.min(maxChunk, len - start);

@@ -26,7 +26,8 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * A tiny dense and a tiny MoE model give the same greedy ids on an accelerator backend as on the
- * CPU, and logits within a stated tolerance at every step. The backend comes from {@code
+ * CPU, and logits within a stated tolerance at every step, on the per-op path (each op its own
+ * device call; {@link ResidentDecodeTest} covers the dense resident decode step). The backend comes from {@code
  * flinkqwen.test.backend} (default {@code tornado}); where it is absent or has no device the tests
  * are reported as not run, with the reason.
  *
@@ -78,6 +79,7 @@ class KernelBackendModelTest {
         try (LoadedModel m = LoadedModel.open(file)) {
             Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), CpuKernelBackend.INSTANCE);
             Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), device);
+            dev.residentDecode(false); // the per-op path; ResidentDecodeTest checks the resident one
             KvCache cpuCache = cpu.newCache(8);
             KvCache devCache = dev.newCache(8);
             float[] a = cpu.forward(cpuCache, PROMPT, 0, PROMPT.length); // prefill in chunks of 4

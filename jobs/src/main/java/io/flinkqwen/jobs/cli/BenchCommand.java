@@ -160,6 +160,10 @@ final class BenchCommand implements Main.Command {
                     if (r == 0) {
                         firstTokenMs = tps[2];
                     }
+                    if (!forward.backend().name().equals("cpu")) {
+                        // one decode step's device launches (TornadoVM plan executions), last run
+                        o.put("device_launches_per_decode_step", round(tps[4], 2));
+                    }
                     if (r >= warmup) {
                         prefill[r - warmup] = tps[0];
                         decode[r - warmup] = tps[1];
@@ -247,17 +251,19 @@ final class BenchCommand implements Main.Command {
             cache.repeatTo(fillContext);
         }
         int[] one = new int[1];
+        long launches = forward.backend().launches();
         t0 = System.nanoTime();
         for (int s = 1; s < genTokens; s++) {
             one[0] = next;
             next = Sampler.argmax(forward.forward(cache, one, 0, 1), forward.config().vocabSize());
         }
         long decodeNanos = System.nanoTime() - t0;
+        launches = forward.backend().launches() - launches;
         long kvBytes = cache.sizeBytes();
         cache.release(); // its blocks go back to the model's pool for the next run
         return new double[] {
             prompt.length / (prefillNanos / 1e9), genTokens > 1 ? (genTokens - 1) / (decodeNanos / 1e9) : 0,
-            prefillNanos / 1e6, kvBytes
+            prefillNanos / 1e6, kvBytes, genTokens > 1 ? launches / (double) (genTokens - 1) : 0
         };
     }
 
@@ -284,6 +290,7 @@ final class BenchCommand implements Main.Command {
             }
         }
         long prefillNanos = System.nanoTime() - t0;
+        long launches = forward.backend().launches();
         t0 = System.nanoTime();
         for (int s = 1; s < genTokens; s++) {
             float[] logits = forward.forwardBatch(caches, next, batch);
@@ -297,10 +304,11 @@ final class BenchCommand implements Main.Command {
             kvBytes += c.sizeBytes();
             c.release();
         }
+        launches = forward.backend().launches() - launches;
         return new double[] {
             (double) batch * prompt.length / (prefillNanos / 1e9),
             genTokens > 1 ? (double) batch * (genTokens - 1) / (decodeNanos / 1e9) : 0,
-            firstNanos / 1e6, kvBytes
+            firstNanos / 1e6, kvBytes, genTokens > 1 ? launches / (double) (genTokens - 1) : 0
         };
     }
 

@@ -10,8 +10,10 @@ import static io.flinkqwen.kernels.tornado.TornadoKernels.WG;
 import io.flinkqwen.kernels.DType;
 import io.flinkqwen.kernels.KernelPool;
 import io.flinkqwen.kernels.WeightMatrix;
+import io.flinkqwen.kernels.backend.DenseDecoderSpec;
 import io.flinkqwen.kernels.backend.KernelBackend;
 import io.flinkqwen.kernels.backend.KernelOp;
+import io.flinkqwen.kernels.backend.ResidentDecoder;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -21,7 +23,9 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.Optional;
 import java.util.WeakHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import uk.ac.manchester.tornado.api.GridScheduler;
 import uk.ac.manchester.tornado.api.KernelContext;
@@ -48,8 +52,9 @@ import uk.ac.manchester.tornado.api.types.arrays.IntArray;
  *       back at every call (each call is one TornadoVM execution plan launch). This is the
  *       per-op shape of the {@link KernelBackend} interface. The one exception is {@link
  *       #ffnBlock}: a dense FFN's five kernels in one task graph, its intermediates on the device.
- *       Keeping the residual stream and the KV cache on the device across layers needs a
- *       whole-layer plan, which this class does not have yet.
+ *   <li>Single-sequence decode of a dense model: {@link #residentDecoder} gives a {@link
+ *       TornadoResidentDecoder}, whose plans keep the residual stream and the KV cache on the
+ *       device for whole decode steps (one launch per token and group of layers).
  * </ul>
  *
  * <p>Each kernel has one execution plan per arena (mat-muls) or one in all (the rest), compiled
@@ -78,6 +83,7 @@ public final class TornadoKernelBackend implements KernelBackend {
     private final Map<WeightMatrix, Placement> placed = new WeakHashMap<>();
     private final List<AutoCloseable> toClose = new ArrayList<>();
     private int graphs;
+    private final AtomicLong launchCount = new AtomicLong();
 
     private Launch rms;
     private Launch softmax;
@@ -266,6 +272,7 @@ public final class TornadoKernelBackend implements KernelBackend {
             grid.setGlobalWork(roundUp(globalThreads), 1, 1);
             grid.setLocalWork(WG, 1, 1);
             plan.execute();
+            launchCount.incrementAndGet();
         }
 
         void close() {
@@ -394,6 +401,7 @@ public final class TornadoKernelBackend implements KernelBackend {
             grids[3].setGlobalWork(roundUp(width * WG), 1, 1);
             grids[4].setGlobalWork(roundUp(rows * width), 1, 1);
             plan.execute();
+            launchCount.incrementAndGet();
             get(x, xHost, rows * width);
         }
 
@@ -838,6 +846,44 @@ public final class TornadoKernelBackend implements KernelBackend {
         router.run(rows);
         get(routerIds, ids, nk);
         get(routerBuf[1], weights, nk);
+    }
+
+    // ---------------------------------------------------------------- resident decode
+
+    /**
+     * A {@link TornadoResidentDecoder} over this backend's weight arenas (its plan holds its own
+     * device copy of them), or empty where a matrix has a format without a device mat-vec or
+     * {@code positions} is outside {@code [1, spec.ropePositions()]}.
+     */
+    @Override
+    public synchronized Optional<ResidentDecoder> residentDecoder(DenseDecoderSpec spec, int positions) {
+        if (positions < 1 || positions > spec.ropePositions()) {
+            return Optional.empty();
+        }
+        List<WeightMatrix> all = new ArrayList<>();
+        for (DenseDecoderSpec.Layer l : spec.layers()) {
+            all.addAll(List.of(l.wq(), l.wk(), l.wv(), l.wo(), l.gate(), l.up(), l.down()));
+        }
+        all.add(spec.output());
+        for (WeightMatrix w : all) {
+            if (!MATMUL_TYPES.contains(w.dtype())) {
+                return Optional.empty();
+            }
+        }
+        prepare(all); // no-op for matrices already placed
+        TornadoResidentDecoder d = new TornadoResidentDecoder(spec, positions, w -> {
+            Placement p = placement(w);
+            long size = w.dtype() == DType.F32 ? (long) w.rows() * w.cols() : w.sizeBytes();
+            return new TornadoResidentDecoder.Placed(w.dtype(), p.arena().bytes, p.arena().floatsArray, p.offset(), size);
+        }, pow2, this, launchCount, "fq" + (graphs++) + "step");
+        toClose.add(d);
+        return Optional.of(d);
+    }
+
+    /** Plan executions of this backend and its resident decoders so far. */
+    @Override
+    public long launches() {
+        return launchCount.get();
     }
 
     @Override

@@ -18,6 +18,15 @@ import uk.ac.manchester.tornado.api.runtime.TornadoRuntimeProvider;
  */
 public final class TornadoKernelBackendProvider implements KernelBackendProvider {
 
+    /** TornadoVM's system property for the bytecode buffer of one task graph, in bytes. */
+    static final String BYTECODE_SIZE_PROPERTY = "tornado.tvm.maxbytecodesize";
+
+    /**
+     * Set where the user has not: room for a resident step of 80 layers (Qwen2-72B); the tiny
+     * test model's 3-layer step already overflows TornadoVM's default of 4096.
+     */
+    static final int DEFAULT_BYTECODE_SIZE = 1 << 20;
+
     @Override
     public String name() {
         return "tornado";
@@ -29,6 +38,11 @@ public final class TornadoKernelBackendProvider implements KernelBackendProvider
             if (System.getProperty("tornado.load.api.implementation") == null) {
                 throw new UnavailableBackendException(
                         "the JVM was not started with TornadoVM's argfile (java @$TORNADOVM_HOME/tornado-argfile)", null);
+            }
+            // TornadoVM's bytecode buffer per task graph (4 KiB by default, read once when its
+            // runtime loads) overflows with a resident decode step's 9 kernels per layer
+            if (System.getProperty(BYTECODE_SIZE_PROPERTY) == null) {
+                System.setProperty(BYTECODE_SIZE_PROPERTY, String.valueOf(DEFAULT_BYTECODE_SIZE));
             }
             var runtime = TornadoRuntimeProvider.getTornadoRuntime();
             if (runtime.getNumBackends() == 0) {

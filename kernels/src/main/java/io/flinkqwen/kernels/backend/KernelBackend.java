@@ -9,6 +9,7 @@ import io.flinkqwen.kernels.DType;
 import io.flinkqwen.kernels.KernelPool;
 import io.flinkqwen.kernels.WeightMatrix;
 import java.util.Collection;
+import java.util.Optional;
 
 /**
  * The kernels of the forward pass behind one interface, so that the engine runs them on the CPU
@@ -125,6 +126,25 @@ public interface KernelBackend extends AutoCloseable {
             KernelPool pool, float[] x, float[] norm, float eps, WeightMatrix gate, WeightMatrix up, WeightMatrix down,
             int rows) {
         throw new UnsupportedOperationException(name() + " backend does not run the FFN block as one op");
+    }
+
+    /**
+     * A decoder that runs whole decode steps of the dense decoder {@code spec} on this backend's
+     * device, its residual stream and a KV cache of {@code positions} positions kept there, or
+     * empty where this backend has none (the CPU's), cannot run these weights (a format it does
+     * not support) or {@code positions} exceeds the RoPE tables. Optional: the engine falls back to
+     * per-op calls when it is empty. The caller closes the decoder.
+     */
+    default Optional<ResidentDecoder> residentDecoder(DenseDecoderSpec spec, int positions) {
+        return Optional.empty();
+    }
+
+    /**
+     * Device launches (TornadoVM execution plan executions) so far, for the per-token launch
+     * count; 0 for backends without a device.
+     */
+    default long launches() {
+        return 0;
     }
 
     /** Releases device resources; the CPU backend has none. */

@@ -268,6 +268,16 @@ public final class KernelBackends {
         }
 
         @Override
+        public java.util.Optional<ResidentDecoder> residentDecoder(DenseDecoderSpec spec, int positions) {
+            return device.residentDecoder(spec, positions);
+        }
+
+        @Override
+        public long launches() {
+            return device.launches();
+        }
+
+        @Override
         public void close() {
             device.close();
         }
