@@ -250,11 +250,13 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         leases = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
         flushTimerAt = Long.MAX_VALUE;
 
-        model = LoadedModel.open(java.nio.file.Path.of(settings.modelPath()));
+        // an unusable model file, or settings that contradict the model, fail the job for good:
+        // every restart would fail the same way (ModelLoading says which failures restart)
+        model = ModelLoading.open(java.nio.file.Path.of(settings.modelPath()));
         int positions = model.config().maxPositionEmbeddings();
         if (settings.maxContextTokens() > positions) {
-            throw new IllegalArgumentException("maxContextTokens " + settings.maxContextTokens()
-                    + " exceeds the model's max_position_embeddings " + positions + " (" + settings.modelPath() + ")");
+            throw ModelLoading.unrecoverable(new IllegalArgumentException("maxContextTokens " + settings.maxContextTokens()
+                    + " exceeds the model's max_position_embeddings " + positions + " (" + settings.modelPath() + ")"));
         }
         tokenizer = model.tokenizer();
         chatMl = new ChatMl(tokenizer);
@@ -264,8 +266,9 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         window = new ContextWindow(systemTurn.length, settings.sinkTokens(),
                 settings.maxContextTokens() - settings.maxNewTokens());
         if (!window.fits(1)) {
-            throw new IllegalArgumentException("the system turn (" + systemTurn.length + " tokens) leaves no room in "
-                    + window.maxPromptTokens() + " prompt tokens (maxContextTokens - maxNewTokens)");
+            throw ModelLoading.unrecoverable(new IllegalArgumentException("the system turn (" + systemTurn.length
+                    + " tokens) leaves no room in " + window.maxPromptTokens()
+                    + " prompt tokens (maxContextTokens - maxNewTokens)"));
         }
         modelName = settings.resolvedModelName();
         pool = new KernelPool(settings.threads());
