@@ -126,7 +126,10 @@ import org.apache.flink.util.OutputTag;
  * Arrow batch) and {@code latencyMillis} (hand-over to result); gauges {@code queueLength}
  * (requests staged or in the engine), {@code bufferedRequests} (staged in the Arrow batch),
  * {@code openBatches} (Arrow batches the engine still reads), {@code arrowBytes}, {@code kvBytesInUse}, {@code idleKvBytes}, {@code evictions}, {@code
- * prefilledTokens}, {@code reusedTokens}.
+ * prefilledTokens}, {@code reusedTokens}, {@code generatedTokens} (tokens the engine sampled so far:
+ * unlike {@code tokensOut}, which counts a result's tokens when it arrives, it advances during a
+ * generation, so {@code queueLength > 0} with {@code generatedTokens} advancing means a generation
+ * is under way).
  */
 @PublicEvolving
 public final class LongContextInferenceOperator extends AbstractStreamOperator<InferenceResult>
@@ -320,6 +323,7 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         group.gauge("evictions", () -> e.stats().evictions());
         group.gauge("prefilledTokens", () -> e.stats().prefilledTokens());
         group.gauge("reusedTokens", () -> e.stats().reusedTokens());
+        group.gauge("generatedTokens", () -> e.stats().generatedTokens());
     }
 
     private void updateGauges() {
