@@ -177,16 +177,49 @@ final class RestApi {
         return max;
     }
 
-    /** Whether a subtask of the job's first vertex (the source) reports back-pressured time now. */
-    boolean anySourceBackPressured(String jobId) throws IOException, InterruptedException {
+    /**
+     * The highest {@code backPressuredTimeMsPerSecond} over the subtasks of the job's first vertex
+     * (the source): milliseconds per second that a source subtask waited for an output buffer,
+     * as the TaskManager measured it at the JobManager's last metric fetch.
+     */
+    double sourceBackPressuredMsPerSecond(String jobId) throws IOException, InterruptedException {
         String source = get("/jobs/" + jobId).path("vertices").get(0).path("id").asText();
+        double max = 0;
         for (JsonNode m : get("/jobs/" + jobId + "/vertices/" + source
                 + "/subtasks/metrics?get=backPressuredTimeMsPerSecond&agg=max")) {
-            if (m.path("max").asDouble() > 0) {
-                return true;
+            max = Math.max(max, m.path("max").asDouble());
+        }
+        return max;
+    }
+
+    /**
+     * The highest value of every metric of the job whose id ends with {@code suffix} (over all
+     * vertices and subtasks), e.g. the Kafka producer's {@code produce-throttle-time-max} that
+     * the sink registers; NaN if no such metric exists.
+     */
+    double maxMetricEndingWith(String jobId, String suffix) throws IOException, InterruptedException {
+        double max = Double.NaN;
+        for (JsonNode v : get("/jobs/" + jobId).path("vertices")) {
+            String vid = v.path("id").asText();
+            List<String> ids = new ArrayList<>();
+            for (JsonNode m : get("/jobs/" + jobId + "/vertices/" + vid + "/metrics")) {
+                String id = m.path("id").asText();
+                if (id.endsWith(suffix)) {
+                    ids.add(id);
+                }
+            }
+            if (ids.isEmpty()) {
+                continue;
+            }
+            for (JsonNode m : get("/jobs/" + jobId + "/vertices/" + vid + "/metrics?get="
+                    + java.net.URLEncoder.encode(String.join(",", ids), java.nio.charset.StandardCharsets.UTF_8))) {
+                double value = m.path("value").asDouble(Double.NaN);
+                if (!Double.isNaN(value)) {
+                    max = Double.isNaN(max) ? value : Math.max(max, value);
+                }
             }
         }
-        return false;
+        return max;
     }
 
     /** A condition that may throw. */

@@ -62,6 +62,14 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
 
     /** Formats a fresh log folder and starts the node. */
     public static EmbeddedKafkaBroker start() throws Exception {
+        return start(Map.of());
+    }
+
+    /**
+     * As {@link #start()}, with broker settings added to (or replacing) the defaults here, e.g.
+     * {@code quota.window.num} for tests of client quotas; {@link #restart()} keeps them.
+     */
+    public static EmbeddedKafkaBroker start(Map<String, String> settings) throws Exception {
         Path dir = Files.createTempDirectory("kraft-");
         int brokerPort = freePort();
         int controllerPort = freePort();
@@ -87,6 +95,7 @@ public final class EmbeddedKafkaBroker implements AutoCloseable {
         // cluster tests), which a 7-day retention deletes at the broker's first retention check,
         // 30 s after it starts, so a later read_committed consumer found none of them
         p.put("log.retention.ms", "-1");
+        p.putAll(settings);
         KafkaConfig config = KafkaConfig.fromProps(p, false);
 
         new Formatter()

@@ -101,6 +101,8 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
 
     // counters, written by the scheduler thread
     private volatile long steps;
+    /** Tokens sampled so far; written by the scheduler thread only. */
+    private volatile long generatedTokens;
     private final AtomicLong prefilledTokens = new AtomicLong();
     private final AtomicLong reusedTokens = new AtomicLong();
     private final AtomicLong evictions = new AtomicLong();
@@ -281,10 +283,11 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
         return evictions.get();
     }
 
-    /** KV bytes held now, running and idle; evictions, prefilled and reused tokens so far. */
+    /** KV bytes held now, running and idle; evictions, prefilled, reused and generated tokens so far. */
     @Override
     public EngineStats stats() {
-        return new EngineStats(kvBytesInUse, idleKvBytesNow, evictions.get(), prefilledTokens.get(), reusedTokens.get());
+        return new EngineStats(kvBytesInUse, idleKvBytesNow, evictions.get(), prefilledTokens.get(), reusedTokens.get(),
+                generatedTokens);
     }
 
     /** The bound on running and idle KV bytes given to the constructor. */
@@ -591,6 +594,7 @@ public final class ContinuousBatchingEngine implements InferenceEngine {
             return true;
         }
         s.ids[s.produced++] = next;
+        generatedTokens++; // one writer (the scheduler thread): volatile suffices for readers
         if (s.produced == p.maxNewTokens()) {
             finish(s, StopReason.MAX_TOKENS, null);
             return true;

@@ -16,9 +16,13 @@ package io.flinkqwen.engine.serve;
  *     a request), so far
  * @param prefilledTokens prompt tokens run through the model by prefill, so far
  * @param reusedTokens prompt tokens not prefilled because a session's cache held them, so far
+ * @param generatedTokens tokens sampled so far, each counted in the step that sampled it (stop
+ *     tokens not counted): it advances while a generation is under way, not only when a request
+ *     completes
  */
-public record EngineStats(long kvBytesInUse, long idleKvBytes, long evictions, long prefilledTokens, long reusedTokens) {
+public record EngineStats(
+        long kvBytesInUse, long idleKvBytes, long evictions, long prefilledTokens, long reusedTokens, long generatedTokens) {
 
     /** An engine that keeps no statistics. */
-    public static final EngineStats NONE = new EngineStats(0, 0, 0, 0, 0);
+    public static final EngineStats NONE = new EngineStats(0, 0, 0, 0, 0, 0);
 }

@@ -249,6 +249,7 @@ class ContinuousBatchingEngineTest {
             assertEquals(history.length + 3, stats.reusedTokens());
             assertEquals(history.length + 1 + 2, stats.prefilledTokens());
             assertEquals(0, stats.evictions());
+            assertEquals(first.ids().length + second.ids().length, stats.generatedTokens());
             // the idle session holds its cache; nothing runs
             assertTrue(stats.idleKvBytes() > 0, stats.toString());
         }

@@ -13,6 +13,8 @@ import io.flinkqwen.connectors.format.RecordDecoder;
 import io.flinkqwen.connectors.kafka.KafkaIo;
 import io.flinkqwen.connectors.lines.JsonLinesFormat;
 import io.flinkqwen.jobs.translate.StdinJsonLinesSource;
+import io.flinkqwen.operators.inference.InferenceSettings;
+import io.flinkqwen.operators.inference.QwenInference;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -259,6 +261,26 @@ final class StreamingJob {
     static String describe(DeadLetter d) {
         String payload = d.payload().length() > 120 ? d.payload().substring(0, 120) + "..." : d.payload();
         return "skipped " + d.origin() + ": " + d.reason() + (payload.isEmpty() ? "" : " | " + payload.replace('\n', ' '));
+    }
+
+    /** The inference options both commands take besides the model's: {@code --threads}, {@code --kv-budget-mib}. */
+    static final Set<String> ENGINE_OPTIONS = Set.of("threads", "kv-budget-mib");
+
+    /** The usage lines of {@link #ENGINE_OPTIONS}. */
+    static final List<String> ENGINE_USAGE = List.of(
+            "  --threads          kernel threads per operator (default 1)",
+            "  --kv-budget-mib    KV caches per operator instance, running and idle keys together (default "
+                    + (InferenceSettings.DEFAULT_KV_BUDGET_BYTES >> 20) + "); idle keys beyond it are evicted",
+            "                     (rebuilt by prefill at their next event), a request it cannot hold waits");
+
+    /** {@code --threads} and {@code --kv-budget-mib} applied to {@code inference}'s engine. */
+    static void engine(String command, Args a, QwenInference.Builder inference) {
+        int threads = positive(command, a, "threads", 1);
+        int kvMib = a.integer("kv-budget-mib", (int) (InferenceSettings.DEFAULT_KV_BUDGET_BYTES >> 20));
+        if (kvMib < 0) {
+            throw new Args.UsageException(command + ": --kv-budget-mib must be >= 0, got " + kvMib);
+        }
+        inference.engine(4, 16, threads).kvBudgetBytes((long) kvMib << 20);
     }
 
     static int positive(String command, Args a, String name, int fallback) {

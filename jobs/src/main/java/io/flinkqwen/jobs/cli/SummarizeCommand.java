@@ -63,7 +63,7 @@ final class SummarizeCommand implements Main.Command {
                 "         [--bounded] (and the triggers and prompt as above)",
                 "       common: [--checkpoint-dir DIR] [--checkpoint-interval 5s] [--max-new-tokens N]",
                 "         [--context-tokens N] [--out-of-orderness 5s] [--max-record-bytes N] [--parallelism N]",
-                "         [--threads N]",
+                "         [--threads N] [--kv-budget-mib M]",
                 "",
                 "Input: one JSON log event per line or Kafka record,",
                 "  {\"source\": \"api-1\", \"ts\": \"2026-01-01T00:00:05Z\", \"level\": \"WARN\", \"message\": \"...\"}",
@@ -87,8 +87,8 @@ final class SummarizeCommand implements Main.Command {
                 "  --template         the user turn of each summary; " + Summaries.EVENTS + " is replaced by the new lines,",
                 "                     " + Summaries.SUMMARY + " (optional) by the previous summary; @FILE reads it from a file",
                 "  --system           the system prompt; @FILE reads it from a file",
-                "  --max-new-tokens   per summary (default 128); --context-tokens per source (default 4096)",
-                "  --threads          kernel threads per operator (default 1)"));
+                "  --max-new-tokens   per summary (default 128); --context-tokens per source (default 4096)"));
+        lines.addAll(StreamingJob.ENGINE_USAGE);
         lines.addAll(StreamingJob.USAGE);
         return String.join("\n", lines);
     }
@@ -97,10 +97,10 @@ final class SummarizeCommand implements Main.Command {
     public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Args a = Args.parse("summarize", argv,
                 StreamingJob.with(StreamingJob.OPTIONS, "model", "every", "every-seconds", "time", "out-of-orderness",
-                        "template", "system", "max-new-tokens", "context-tokens", "threads"),
+                        "template", "system", "max-new-tokens", "context-tokens", "threads",
+                        "kv-budget-mib"),
                 StreamingJob.FLAGS);
         StreamingJob job = StreamingJob.parse("summarize", a);
-        int threads = StreamingJob.positive("summarize", a, "threads", 1);
 
         boolean triggerGiven = a.has("every") || a.has("every-seconds");
         int every = a.integer("every", triggerGiven ? 0 : DEFAULT_EVERY);
@@ -145,8 +145,8 @@ final class SummarizeCommand implements Main.Command {
                 .model(a.string("model", ModelArgs.DEFAULT_MODEL)) // checked here, resolved below
                 .task(task)
                 .contextPolicy(a.integer("context-tokens", 4096), 4)
-                .maxNewTokens(a.integer("max-new-tokens", 128))
-                .engine(4, 16, threads);
+                .maxNewTokens(a.integer("max-new-tokens", 128));
+        StreamingJob.engine("summarize", a, inference);
         try {
             inference.build();
         } catch (IllegalArgumentException e) {

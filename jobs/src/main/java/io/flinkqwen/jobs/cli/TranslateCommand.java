@@ -52,6 +52,7 @@ final class TranslateCommand implements Main.Command {
                 "         [--delivery exactly-once|at-least-once] [--bounded]",
                 "       common: [--checkpoint-dir DIR] [--checkpoint-interval 5s] [--max-new-tokens N]",
                 "         [--context-tokens N] [--max-record-bytes N] [--parallelism N] [--threads N]",
+                "         [--kv-budget-mib M]",
                 "",
                 "Input: one JSON request per line or Kafka record,",
                 "  {\"id\": \"r1\", \"key\": \"doc-7\", \"text\": \"...\", \"target_lang\": \"de\", \"source_lang\": \"en\"}",
@@ -65,8 +66,8 @@ final class TranslateCommand implements Main.Command {
                 "",
                 "  --to               languages served, ISO 639-1 codes or English names (de, German, pt-BR);",
                 "                     one operator, and one copy of the model, per language",
-                "  --max-new-tokens   per segment (default 128); --context-tokens per key (default 4096)",
-                "  --threads          kernel threads per operator (default 1)"));
+                "  --max-new-tokens   per segment (default 128); --context-tokens per key (default 4096)"));
+        lines.addAll(StreamingJob.ENGINE_USAGE);
         lines.addAll(StreamingJob.USAGE);
         return String.join("\n", lines);
     }
@@ -74,7 +75,8 @@ final class TranslateCommand implements Main.Command {
     @Override
     public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Args a = Args.parse("translate", argv,
-                StreamingJob.with(StreamingJob.OPTIONS, "model", "to", "max-new-tokens", "context-tokens", "threads"),
+                StreamingJob.with(StreamingJob.OPTIONS, "model", "to", "max-new-tokens", "context-tokens", "threads",
+                        "kv-budget-mib"),
                 StreamingJob.FLAGS);
         Set<String> languages = new LinkedHashSet<>();
         for (String lang : a.string("to").split(",")) {
@@ -85,13 +87,12 @@ final class TranslateCommand implements Main.Command {
             }
         }
         StreamingJob job = StreamingJob.parse("translate", a);
-        int threads = StreamingJob.positive("translate", a, "threads", 1);
 
         QwenInference.Builder inference = QwenInference.builder()
                 .model(a.string("model")) // checked here, resolved below
                 .contextPolicy(a.integer("context-tokens", 4096), 4)
-                .maxNewTokens(a.integer("max-new-tokens", 128))
-                .engine(4, 16, threads);
+                .maxNewTokens(a.integer("max-new-tokens", 128));
+        StreamingJob.engine("translate", a, inference);
         try {
             inference.build();
         } catch (IllegalArgumentException e) {

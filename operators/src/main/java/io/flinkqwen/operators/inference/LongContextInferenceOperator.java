@@ -126,7 +126,10 @@ import org.apache.flink.util.OutputTag;
  * Arrow batch) and {@code latencyMillis} (hand-over to result); gauges {@code queueLength}
  * (requests staged or in the engine), {@code bufferedRequests} (staged in the Arrow batch),
  * {@code openBatches} (Arrow batches the engine still reads), {@code arrowBytes}, {@code kvBytesInUse}, {@code idleKvBytes}, {@code evictions}, {@code
- * prefilledTokens}, {@code reusedTokens}.
+ * prefilledTokens}, {@code reusedTokens}, {@code generatedTokens} (tokens the engine sampled so far:
+ * unlike {@code tokensOut}, which counts a result's tokens when it arrives, it advances during a
+ * generation, so {@code queueLength > 0} with {@code generatedTokens} advancing means a generation
+ * is under way).
  */
 @PublicEvolving
 public final class LongContextInferenceOperator extends AbstractStreamOperator<InferenceResult>
@@ -250,11 +253,13 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         leases = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
         flushTimerAt = Long.MAX_VALUE;
 
-        model = LoadedModel.open(java.nio.file.Path.of(settings.modelPath()));
+        // an unusable model file, or settings that contradict the model, fail the job for good:
+        // every restart would fail the same way (ModelLoading says which failures restart)
+        model = ModelLoading.open(java.nio.file.Path.of(settings.modelPath()));
         int positions = model.config().maxPositionEmbeddings();
         if (settings.maxContextTokens() > positions) {
-            throw new IllegalArgumentException("maxContextTokens " + settings.maxContextTokens()
-                    + " exceeds the model's max_position_embeddings " + positions + " (" + settings.modelPath() + ")");
+            throw ModelLoading.unrecoverable(new IllegalArgumentException("maxContextTokens " + settings.maxContextTokens()
+                    + " exceeds the model's max_position_embeddings " + positions + " (" + settings.modelPath() + ")"));
         }
         tokenizer = model.tokenizer();
         chatMl = new ChatMl(tokenizer);
@@ -264,8 +269,9 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         window = new ContextWindow(systemTurn.length, settings.sinkTokens(),
                 settings.maxContextTokens() - settings.maxNewTokens());
         if (!window.fits(1)) {
-            throw new IllegalArgumentException("the system turn (" + systemTurn.length + " tokens) leaves no room in "
-                    + window.maxPromptTokens() + " prompt tokens (maxContextTokens - maxNewTokens)");
+            throw ModelLoading.unrecoverable(new IllegalArgumentException("the system turn (" + systemTurn.length
+                    + " tokens) leaves no room in " + window.maxPromptTokens()
+                    + " prompt tokens (maxContextTokens - maxNewTokens)"));
         }
         modelName = settings.resolvedModelName();
         pool = new KernelPool(settings.threads());
@@ -317,6 +323,7 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         group.gauge("evictions", () -> e.stats().evictions());
         group.gauge("prefilledTokens", () -> e.stats().prefilledTokens());
         group.gauge("reusedTokens", () -> e.stats().reusedTokens());
+        group.gauge("generatedTokens", () -> e.stats().generatedTokens());
     }
 
     private void updateGauges() {

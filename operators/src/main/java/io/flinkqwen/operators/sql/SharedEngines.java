@@ -13,6 +13,7 @@ import io.flinkqwen.engine.serve.GenerationResult;
 import io.flinkqwen.engine.serve.InferenceEngine;
 import io.flinkqwen.engine.tokenizer.ChatMl;
 import io.flinkqwen.kernels.KernelPool;
+import io.flinkqwen.operators.inference.ModelLoading;
 import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;
@@ -144,7 +145,8 @@ public final class SharedEngines {
         }
 
         static Shared load(EngineSpec spec) {
-            LoadedModel model = LoadedModel.open(ModelLocator.resolve(spec.model()));
+            // an unusable model fails the job instead of restarting it forever (ModelLoading)
+            LoadedModel model = ModelLoading.open(ModelLocator.resolve(spec.model()));
             KernelPool pool = null;
             try {
                 pool = new KernelPool(spec.threads());
