@@ -63,7 +63,7 @@ final class SummarizeCommand implements Main.Command {
                 "         [--bounded] (and the triggers and prompt as above)",
                 "       common: [--checkpoint-dir DIR] [--checkpoint-interval 5s] [--max-new-tokens N]",
                 "         [--context-tokens N] [--out-of-orderness 5s] [--max-record-bytes N] [--parallelism N]",
-                "         [--threads N]",
+                "         [--threads N] [--kv-type f32|f16|q8]",
                 "",
                 "Input: one JSON log event per line or Kafka record,",
                 "  {\"source\": \"api-1\", \"ts\": \"2026-01-01T00:00:05Z\", \"level\": \"WARN\", \"message\": \"...\"}",
@@ -88,7 +88,9 @@ final class SummarizeCommand implements Main.Command {
                 "                     " + Summaries.SUMMARY + " (optional) by the previous summary; @FILE reads it from a file",
                 "  --system           the system prompt; @FILE reads it from a file",
                 "  --max-new-tokens   per summary (default 128); --context-tokens per source (default 4096)",
-                "  --threads          kernel threads per operator (default 1)"));
+                "  --threads          kernel threads per operator (default 1)",
+                "  --kv-type          KV cache storage of each operator: f32, f16 or q8 (default: the JVM's",
+                "                     system property flinkqwen.kv, else f32)"));
         lines.addAll(StreamingJob.USAGE);
         return String.join("\n", lines);
     }
@@ -97,7 +99,8 @@ final class SummarizeCommand implements Main.Command {
     public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Args a = Args.parse("summarize", argv,
                 StreamingJob.with(StreamingJob.OPTIONS, "model", "every", "every-seconds", "time", "out-of-orderness",
-                        "template", "system", "max-new-tokens", "context-tokens", "threads"),
+                        "template", "system", "max-new-tokens", "context-tokens", "threads",
+                        "kv-type"),
                 StreamingJob.FLAGS);
         StreamingJob job = StreamingJob.parse("summarize", a);
         int threads = StreamingJob.positive("summarize", a, "threads", 1);
@@ -147,6 +150,9 @@ final class SummarizeCommand implements Main.Command {
                 .contextPolicy(a.integer("context-tokens", 4096), 4)
                 .maxNewTokens(a.integer("max-new-tokens", 128))
                 .engine(4, 16, threads);
+        if (a.has("kv-type")) {
+            inference.kvType(KvType.of(a, "summarize")); // unset: the task managers' flinkqwen.kv, else f32
+        }
         try {
             inference.build();
         } catch (IllegalArgumentException e) {

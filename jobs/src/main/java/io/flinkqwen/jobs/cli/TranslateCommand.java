@@ -51,7 +51,7 @@ final class TranslateCommand implements Main.Command {
                 "         --input-topic T --output-topic T [--dead-letter-topic T] [--group-id G]",
                 "         [--delivery exactly-once|at-least-once] [--bounded]",
                 "       common: [--checkpoint-dir DIR] [--checkpoint-interval 5s] [--max-new-tokens N]",
-                "         [--context-tokens N] [--max-record-bytes N] [--parallelism N] [--threads N]",
+                "         [--context-tokens N] [--max-record-bytes N] [--parallelism N] [--threads N] [--kv-type f32|f16|q8]",
                 "",
                 "Input: one JSON request per line or Kafka record,",
                 "  {\"id\": \"r1\", \"key\": \"doc-7\", \"text\": \"...\", \"target_lang\": \"de\", \"source_lang\": \"en\"}",
@@ -66,7 +66,9 @@ final class TranslateCommand implements Main.Command {
                 "  --to               languages served, ISO 639-1 codes or English names (de, German, pt-BR);",
                 "                     one operator, and one copy of the model, per language",
                 "  --max-new-tokens   per segment (default 128); --context-tokens per key (default 4096)",
-                "  --threads          kernel threads per operator (default 1)"));
+                "  --threads          kernel threads per operator (default 1)",
+                "  --kv-type          KV cache storage of each operator: f32, f16 or q8 (default: the JVM's",
+                "                     system property flinkqwen.kv, else f32)"));
         lines.addAll(StreamingJob.USAGE);
         return String.join("\n", lines);
     }
@@ -74,7 +76,8 @@ final class TranslateCommand implements Main.Command {
     @Override
     public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Args a = Args.parse("translate", argv,
-                StreamingJob.with(StreamingJob.OPTIONS, "model", "to", "max-new-tokens", "context-tokens", "threads"),
+                StreamingJob.with(StreamingJob.OPTIONS, "model", "to", "max-new-tokens", "context-tokens", "threads",
+                        "kv-type"),
                 StreamingJob.FLAGS);
         Set<String> languages = new LinkedHashSet<>();
         for (String lang : a.string("to").split(",")) {
@@ -92,6 +95,9 @@ final class TranslateCommand implements Main.Command {
                 .contextPolicy(a.integer("context-tokens", 4096), 4)
                 .maxNewTokens(a.integer("max-new-tokens", 128))
                 .engine(4, 16, threads);
+        if (a.has("kv-type")) {
+            inference.kvType(KvType.of(a, "translate")); // unset: the task managers' flinkqwen.kv, else f32
+        }
         try {
             inference.build();
         } catch (IllegalArgumentException e) {

@@ -128,6 +128,7 @@ class SummarizeCommandTest {
         usage("--output-topic needs --kafka-bootstrap", "--model", m, "--input", in, "--output-topic", "t");
         usage("give exactly one of --input FILE|- and --kafka-bootstrap", "--model", m);
         usage("unknown option --to", "--model", m, "--input", in, "--to", "de");
+        usage("--kv-type must be f32, f16 or q8, got 'q4'", "--model", m, "--input", in, "--kv-type", "q4");
         usage("maxNewTokens (5000) leaves no room", "--model", m, "--input", in, "--max-new-tokens", "5000");
 
         MainTest.Run r = MainTest.run("summarize", "--model", m, "--input", dir.resolve("missing.jsonl").toString());
