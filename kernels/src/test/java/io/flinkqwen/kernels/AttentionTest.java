@@ -283,6 +283,9 @@ class AttentionTest {
         assertThrows(IllegalStateException.class, () -> Attention.finish(out, 0, st, 0, 1, 8));
     }
 
+    /** Tolerance (abs and rel) between two runs of the same operations that may sum vector lanes in another order. */
+    private static final double SAME_OPS = 4 * Math.ulp(1f);
+
     /** The stored elements of {@code c} decoded to floats as the F32 tile would hold them ({@code int8 * scale} rounded once). */
     private static float[] decoded(Cache c) {
         float[] d = new float[c.f32.length];
@@ -298,8 +301,11 @@ class AttentionTest {
 
     /**
      * Runs one tile of {@code nRows} rows through {@code tileRows*} of {@code f}, and row by row
-     * through {@link Attention#tileF32} over the decoded cache with each row's causal count;
-     * both outputs and states must be the same bits.
+     * through {@link Attention#tileF32} over the decoded cache with each row's causal count. Both
+     * run the same float operations in the same order, except the lane order inside {@code
+     * reduceLanes(ADD)}, which the Vector API leaves open: compiled code and the interpreter sum
+     * the lanes differently (seen on JDK 25 at 128 bits: one ulp). So outputs and states must
+     * agree within 4 float ulps of values near 1 ({@link #SAME_OPS}), not to the bit.
      */
     private static void rowsMatchSingleRowF32(Format f, int headDim, int nRows, int visible0, int n, long seed) {
         Random rnd = new Random(seed);
@@ -351,12 +357,12 @@ class AttentionTest {
             }
         }
         String what = f + " headDim " + headDim + " rows " + nRows + " visible0 " + visible0 + " n " + n;
-        Numerics.assertSameBits(stOne, 0, stRows, 0, stOne.length, what + " states");
-        Numerics.assertSameBits(outOne, 0, outRows, 0, outOne.length, what + " outputs");
+        Numerics.assertClose(stOne, 0, stRows, 0, stOne.length, SAME_OPS, SAME_OPS, what + " states");
+        Numerics.assertClose(outOne, 0, outRows, 0, outOne.length, SAME_OPS, SAME_OPS, what + " outputs");
     }
 
     @Test
-    void f16AndQ8TilesGiveTheF32TilesBitsOverTheDecodedValues() {
+    void f16AndQ8TilesGiveTheF32TilesResultsOverTheDecodedValues() {
         for (Format f : Format.values()) {
             for (int headDim : f == Format.Q8 ? new int[] {32, 64, 128} : new int[] {7, 16, 33, 64, 128}) {
                 for (int n : new int[] {1, 3, 4, 16}) {
