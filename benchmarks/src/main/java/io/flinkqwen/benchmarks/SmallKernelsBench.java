@@ -24,8 +24,10 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The per-token kernels besides matMul at Qwen2-0.5B shapes: RMSNorm over the 896-wide hidden
- * state, and one query head (head dim 64, 2 KV heads of a 128-wide KV row) attending over
- * {@code positions} cached positions.
+ * state, one query head (head dim 64, 2 KV heads of a 128-wide KV row) attending over {@code
+ * positions} cached positions, and the 7 query heads of one KV group (as a decode step runs
+ * them) over an F32, F16 or Q8 cache. Divide a group's time by {@code 7 * positions} for ns per
+ * position and head.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -53,6 +55,17 @@ public class SmallKernelsBench {
     /** Positions per tile, as the engine's KV blocks hold them. */
     private static final int TILE = 16;
     private float[] attOut;
+    private static final int GROUP = 7;
+    private float[] qGroup;
+    private float[] groupOut;
+    private final float[] groupState = new float[2 * GROUP];
+    private short[] keysF16;
+    private short[] valuesF16;
+    private byte[] keysQ8;
+    private byte[] valuesQ8;
+    private float[] keyScales;
+    private float[] valueScales;
+    private final float[] kvScratch = new float[Attention.kvScratchFloats(TILE, HEAD_DIM)];
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -65,6 +78,18 @@ public class SmallKernelsBench {
         values = random(rnd, positions * KV_DIM);
         scores = new float[TILE];
         attOut = new float[HEAD_DIM];
+        qGroup = random(rnd, GROUP * HEAD_DIM);
+        groupOut = new float[GROUP * HEAD_DIM];
+        keysF16 = new short[keys.length];
+        valuesF16 = new short[values.length];
+        Attention.toF16Clamped(keysF16, 0, keys, 0, keys.length);
+        Attention.toF16Clamped(valuesF16, 0, values, 0, values.length);
+        keysQ8 = new byte[keys.length];
+        valuesQ8 = new byte[values.length];
+        keyScales = new float[keys.length / Attention.Q8_GROUP];
+        valueScales = new float[values.length / Attention.Q8_GROUP];
+        Attention.quantizeQ8(keysQ8, keyScales, 0, keys, 0, keys.length);
+        Attention.quantizeQ8(valuesQ8, valueScales, 0, values, 0, values.length);
     }
 
     private static float[] random(Random rnd, int n) {
@@ -90,5 +115,39 @@ public class SmallKernelsBench {
         }
         Attention.finish(attOut, 0, state, 0, 1, HEAD_DIM);
         return attOut;
+    }
+
+    @Benchmark
+    public float[] attentionGroupF32() {
+        Attention.begin(groupOut, 0, groupState, 0, GROUP, HEAD_DIM);
+        for (int t0 = 0; t0 < positions; t0 += TILE) {
+            Attention.tileF32(groupOut, 0, groupState, 0, qGroup, 0, GROUP, HEAD_DIM, keys, values, t0 * KV_DIM + HEAD_DIM,
+                    KV_DIM, Math.min(TILE, positions - t0), 0.125f, scores);
+        }
+        Attention.finish(groupOut, 0, groupState, 0, GROUP, HEAD_DIM);
+        return groupOut;
+    }
+
+    @Benchmark
+    public float[] attentionGroupF16() {
+        Attention.begin(groupOut, 0, groupState, 0, GROUP, HEAD_DIM);
+        for (int t0 = 0; t0 < positions; t0 += TILE) {
+            Attention.tileF16(groupOut, 0, groupState, 0, qGroup, 0, GROUP, HEAD_DIM, keysF16, valuesF16,
+                    t0 * KV_DIM + HEAD_DIM, KV_DIM, Math.min(TILE, positions - t0), 0.125f, scores, kvScratch);
+        }
+        Attention.finish(groupOut, 0, groupState, 0, GROUP, HEAD_DIM);
+        return groupOut;
+    }
+
+    @Benchmark
+    public float[] attentionGroupQ8() {
+        Attention.begin(groupOut, 0, groupState, 0, GROUP, HEAD_DIM);
+        for (int t0 = 0; t0 < positions; t0 += TILE) {
+            Attention.tileQ8(groupOut, 0, groupState, 0, qGroup, 0, GROUP, HEAD_DIM, keysQ8, keyScales, valuesQ8,
+                    valueScales, t0 * KV_DIM + HEAD_DIM, KV_DIM, Math.min(TILE, positions - t0), 0.125f, scores,
+                    kvScratch);
+        }
+        Attention.finish(groupOut, 0, groupState, 0, GROUP, HEAD_DIM);
+        return groupOut;
     }
 }

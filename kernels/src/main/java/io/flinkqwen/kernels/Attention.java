@@ -31,13 +31,18 @@ import jdk.incubator.vector.VectorOperators;
  * headDim ..]} and its state {@code state[stOff + 2j]} (m) and {@code state[stOff + 2j + 1]}
  * (l). Position {@code t} of a tile has its key at {@code keys[kvOff + t * kvStride ..][0 ..
  * headDim)}, its value the same range of {@code values}. No mask: the caller passes the visible
- * positions, which gives causal attention one query row at a time.
+ * positions, which gives causal attention one query row at a time; the {@code tileRows*}
+ * variants take several rows of consecutive positions (a prefill chunk) with a causal count per
+ * row, so that a tile is loaded once for all rows and heads.
  *
- * <p>Three stored formats, each read directly: F32, F16 (binary16 bits in {@code short[]}) and
- * Q8 (int8 with one float scale per 32 consecutive elements: element {@code e} of {@code keys}
- * is {@code keys[e] * keyScales[e >> 5]}; {@link #quantizeQ8}). {@code scores} is caller scratch
- * of at least {@code n} floats. {@code q} is read on every tile, so it must not overlap {@code
- * out}.
+ * <p>Three stored formats: F32, F16 (binary16 bits in {@code short[]}) and Q8 (int8 with one
+ * float scale per 32 consecutive elements: element {@code e} of {@code keys} is {@code keys[e] *
+ * keyScales[e >> 5]}; {@link #quantizeQ8}). An F16 or Q8 tile is decoded to floats once, into
+ * caller scratch ({@link #kvScratchFloats}), and then attended by the F32 tile's loops (four
+ * positions' scores and four output vectors per pass): decoding per head and per multiply, as
+ * these tiles did before, cost more than the multiplies, and the F32 loops with halves or bytes
+ * widened inline made JDK 17 box vectors. {@code scores} is caller scratch of at least {@code n}
+ * floats. {@code q} is read on every tile, so it must not overlap {@code out}.
  */
 public final class Attention {
 
@@ -84,54 +89,93 @@ public final class Attention {
             float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
             float[] keys, float[] values, int kvOff, int kvStride, int n, float scale, float[] scores) {
         checkTile(n, scores);
-        for (int j = 0; j < nHeads; j++) {
-            int qo = qOff + j * headDim;
-            int p = 0;
-            if (headDim % (2 * L) == 0) {
-                for (; p + 4 <= n; p += 4) {
-                    dot4(scores, p, scale, q, qo, keys, kvOff + p * kvStride, kvStride, headDim);
-                }
+        rowsF32(out, outOff, state, stOff, q, qOff, 0, 1, n, nHeads, headDim, keys, kvOff, values, kvOff, kvStride, n,
+                scale, scores);
+    }
+
+    /**
+     * One tile of {@code n} F32 positions for {@code nRows} query rows of consecutive positions
+     * (a prefill chunk), each with {@code nHeads} query heads: the tile is loaded once for all of
+     * them. Row {@code r}'s head {@code j} is {@code q[qOff + r * rowStride + j * headDim ..]},
+     * its accumulator {@code out[outOff + r * rowStride + j * headDim ..]} and its state {@code
+     * state[stOff + 2 (r nHeads + j)]} (m, l). Row {@code r} sees the tile's first {@code
+     * min(n, visible0 + r)} positions (the causal mask of a row one position after the previous
+     * one); rows that see none skip the tile. Each row gets exactly what {@link #tileF32} gives
+     * it alone with that many positions.
+     */
+    public static void tileRowsF32(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int rowStride, int nRows,
+            int visible0, int nHeads, int headDim, float[] keys, float[] values, int kvOff, int kvStride, int n,
+            float scale, float[] scores) {
+        checkTile(n, scores);
+        rowsF32(out, outOff, state, stOff, q, qOff, rowStride, nRows, visible0, nHeads, headDim, keys, kvOff, values,
+                kvOff, kvStride, n, scale, scores);
+    }
+
+    /**
+     * The F32 tile of every format (F16 and Q8 tiles are decoded to floats first): keys at {@code
+     * keys[kOff + t * stride ..]}, values at {@code values[vOff + t * stride ..]}. Every vector
+     * stays inside this method ({@link #dot4} takes arrays): passing vectors across calls the
+     * JIT does not inline makes JDK 17 box them.
+     */
+    private static void rowsF32(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int rowStride, int nRows,
+            int visible0, int nHeads, int headDim, float[] keys, int kOff, float[] values, int vOff, int stride, int n,
+            float scale, float[] scores) {
+        for (int r = 0; r < nRows; r++) {
+            int nr = Math.min(n, visible0 + r);
+            if (nr <= 0) {
+                continue;
             }
-            for (; p < n; p++) {
-                scores[p] = scale * VectorOps.dot(q, qo, keys, kvOff + p * kvStride, headDim);
-            }
-            int o = outOff + j * headDim;
-            online(out, o, state, stOff + 2 * j, scores, n, headDim);
-            int d = 0;
-            // four output vectors per pass over the tile: four independent FMA chains instead of
-            // one, each chain the same FMAs in the same order as the one-vector loop below
-            for (; d + 4 * L <= headDim; d += 4 * L) {
-                FloatVector a0 = FloatVector.fromArray(F, out, o + d);
-                FloatVector a1 = FloatVector.fromArray(F, out, o + d + L);
-                FloatVector a2 = FloatVector.fromArray(F, out, o + d + 2 * L);
-                FloatVector a3 = FloatVector.fromArray(F, out, o + d + 3 * L);
-                for (int t = 0; t < n; t++) {
-                    int vo = kvOff + t * kvStride + d;
-                    FloatVector sv = FloatVector.broadcast(F, scores[t]);
-                    a0 = FloatVector.fromArray(F, values, vo).fma(sv, a0);
-                    a1 = FloatVector.fromArray(F, values, vo + L).fma(sv, a1);
-                    a2 = FloatVector.fromArray(F, values, vo + 2 * L).fma(sv, a2);
-                    a3 = FloatVector.fromArray(F, values, vo + 3 * L).fma(sv, a3);
+            for (int j = 0; j < nHeads; j++) {
+                int qo = qOff + r * rowStride + j * headDim;
+                int p = 0;
+                if (headDim % (2 * L) == 0) {
+                    for (; p + 4 <= nr; p += 4) {
+                        dot4(scores, p, scale, q, qo, keys, kOff + p * stride, stride, headDim);
+                    }
                 }
-                a0.intoArray(out, o + d);
-                a1.intoArray(out, o + d + L);
-                a2.intoArray(out, o + d + 2 * L);
-                a3.intoArray(out, o + d + 3 * L);
-            }
-            for (int upper = F.loopBound(headDim); d < upper; d += L) {
-                FloatVector acc = FloatVector.fromArray(F, out, o + d);
-                for (int t = 0; t < n; t++) {
-                    acc = FloatVector.fromArray(F, values, kvOff + t * kvStride + d)
-                            .fma(FloatVector.broadcast(F, scores[t]), acc);
+                for (; p < nr; p++) {
+                    scores[p] = scale * VectorOps.dot(q, qo, keys, kOff + p * stride, headDim);
                 }
-                acc.intoArray(out, o + d);
-            }
-            for (; d < headDim; d++) {
-                float acc = out[o + d];
-                for (int t = 0; t < n; t++) {
-                    acc += scores[t] * values[kvOff + t * kvStride + d];
+                int o = outOff + r * rowStride + j * headDim;
+                online(out, o, state, stOff + 2 * (r * nHeads + j), scores, nr, headDim);
+                int d = 0;
+                // four output vectors per pass over the tile: four independent FMA chains instead of
+                // one, each chain the same FMAs in the same order as the one-vector loop below
+                for (; d + 4 * L <= headDim; d += 4 * L) {
+                    FloatVector a0 = FloatVector.fromArray(F, out, o + d);
+                    FloatVector a1 = FloatVector.fromArray(F, out, o + d + L);
+                    FloatVector a2 = FloatVector.fromArray(F, out, o + d + 2 * L);
+                    FloatVector a3 = FloatVector.fromArray(F, out, o + d + 3 * L);
+                    for (int t = 0; t < nr; t++) {
+                        int vo = vOff + t * stride + d;
+                        FloatVector sv = FloatVector.broadcast(F, scores[t]);
+                        a0 = FloatVector.fromArray(F, values, vo).fma(sv, a0);
+                        a1 = FloatVector.fromArray(F, values, vo + L).fma(sv, a1);
+                        a2 = FloatVector.fromArray(F, values, vo + 2 * L).fma(sv, a2);
+                        a3 = FloatVector.fromArray(F, values, vo + 3 * L).fma(sv, a3);
+                    }
+                    a0.intoArray(out, o + d);
+                    a1.intoArray(out, o + d + L);
+                    a2.intoArray(out, o + d + 2 * L);
+                    a3.intoArray(out, o + d + 3 * L);
                 }
-                out[o + d] = acc;
+                for (int upper = F.loopBound(headDim); d < upper; d += L) {
+                    FloatVector acc = FloatVector.fromArray(F, out, o + d);
+                    for (int t = 0; t < nr; t++) {
+                        acc = FloatVector.fromArray(F, values, vOff + t * stride + d)
+                                .fma(FloatVector.broadcast(F, scores[t]), acc);
+                    }
+                    acc.intoArray(out, o + d);
+                }
+                for (; d < headDim; d++) {
+                    float acc = out[o + d];
+                    for (int t = 0; t < nr; t++) {
+                        acc += scores[t] * values[vOff + t * stride + d];
+                    }
+                    out[o + d] = acc;
+                }
             }
         }
     }
@@ -191,52 +235,58 @@ public final class Attention {
     // ---- F16 --------------------------------------------------------------------------------
 
     /**
-     * One tile of {@code n} F16 positions. Halves are widened exactly; infinities and NaNs are
-     * not supported (they decode to large finite values on the vector path): {@link
-     * #toF16Clamped} never stores them.
+     * Floats {@link #tileF16} and {@link #tileQ8} need in {@code kvScratch} for a tile of {@code
+     * n} positions: the tile's keys and values decoded.
+     */
+    public static int kvScratchFloats(int n, int headDim) {
+        return 2 * n * headDim;
+    }
+
+    /**
+     * One tile of {@code n} F16 positions. The tile's keys and values are first widened to floats
+     * in {@code kvScratch} (at least {@link #kvScratchFloats} floats; widening is exact), once for
+     * all heads, then attended as {@link #tileF32} attends them: the result is bit for bit {@link
+     * #tileF32}'s over the decoded halves. Infinities and NaNs are not supported (they decode to
+     * large finite values on the vector path): {@link #toF16Clamped} never stores them.
      */
     public static void tileF16(
             float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
-            short[] keys, short[] values, int kvOff, int kvStride, int n, float scale, float[] scores) {
-        if (!Simd.HALF_VECTORS) {
-            tileF16Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, keys, values, kvOff, kvStride, n, scale, scores);
+            short[] keys, short[] values, int kvOff, int kvStride, int n, float scale, float[] scores,
+            float[] kvScratch) {
+        tileRowsF16(out, outOff, state, stOff, q, qOff, 0, 1, n, nHeads, headDim, keys, values, kvOff, kvStride, n, scale,
+                scores, kvScratch);
+    }
+
+    /** {@link #tileRowsF32} over an F16 tile, decoded once into {@code kvScratch} as {@link #tileF16} does. */
+    public static void tileRowsF16(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int rowStride, int nRows,
+            int visible0, int nHeads, int headDim, short[] keys, short[] values, int kvOff, int kvStride, int n,
+            float scale, float[] scores, float[] kvScratch) {
+        checkTile(n, scores);
+        checkScratch(n, headDim, kvScratch);
+        int seen = Math.max(0, Math.min(n, visible0 + nRows - 1)); // positions any row sees
+        if (seen == 0) {
             return;
         }
-        checkTile(n, scores);
-        int upper = F.loopBound(headDim);
-        for (int j = 0; j < nHeads; j++) {
-            int qo = qOff + j * headDim;
-            for (int t = 0; t < n; t++) {
-                int ko = kvOff + t * kvStride;
-                int d = 0;
-                FloatVector acc = FloatVector.zero(F);
-                for (; d < upper; d += L) {
-                    acc = Simd.halfToFloat(ShortVector.fromArray(S, keys, ko + d))
-                            .fma(FloatVector.fromArray(F, q, qo + d), acc);
-                }
-                float dot = acc.reduceLanes(VectorOperators.ADD);
-                for (; d < headDim; d++) {
-                    dot += q[qo + d] * Float16.toFloat(keys[ko + d]);
-                }
-                scores[t] = scale * dot;
-            }
-            int o = outOff + j * headDim;
-            online(out, o, state, stOff + 2 * j, scores, n, headDim);
+        int vOff = seen * headDim;
+        decodeF16(kvScratch, 0, keys, kvOff, kvStride, seen, headDim);
+        decodeF16(kvScratch, vOff, values, kvOff, kvStride, seen, headDim);
+        rowsF32(out, outOff, state, stOff, q, qOff, rowStride, nRows, visible0, nHeads, headDim, kvScratch, 0, kvScratch,
+                vOff, headDim, n, scale, scores);
+    }
+
+    /** {@code dst[dstOff + t * headDim + d] = } half {@code src[srcOff + t * stride + d]}, for {@code t < n}, {@code d < headDim}. */
+    private static void decodeF16(float[] dst, int dstOff, short[] src, int srcOff, int stride, int n, int headDim) {
+        int upper = Simd.HALF_VECTORS ? F.loopBound(headDim) : 0;
+        for (int t = 0; t < n; t++) {
+            int so = srcOff + t * stride;
+            int o = dstOff + t * headDim;
             int d = 0;
             for (; d < upper; d += L) {
-                FloatVector acc = FloatVector.fromArray(F, out, o + d);
-                for (int t = 0; t < n; t++) {
-                    acc = Simd.halfToFloat(ShortVector.fromArray(S, values, kvOff + t * kvStride + d))
-                            .fma(FloatVector.broadcast(F, scores[t]), acc);
-                }
-                acc.intoArray(out, o + d);
+                Simd.halfToFloat(ShortVector.fromArray(S, src, so + d)).intoArray(dst, o + d);
             }
             for (; d < headDim; d++) {
-                float acc = out[o + d];
-                for (int t = 0; t < n; t++) {
-                    acc += scores[t] * Float16.toFloat(values[kvOff + t * kvStride + d]);
-                }
-                out[o + d] = acc;
+                dst[o + d] = Float16.toFloat(src[so + d]);
             }
         }
     }
@@ -272,48 +322,60 @@ public final class Attention {
 
     /**
      * One tile of {@code n} Q8 positions: {@code kvOff}, {@code kvStride} and {@code headDim} are
-     * multiples of {@value #Q8_GROUP}, so each head's vector covers whole scale groups.
+     * multiples of {@value #Q8_GROUP}, so each head's vector covers whole scale groups. The tile's
+     * keys and values are first decoded to floats in {@code kvScratch} (at least {@link
+     * #kvScratchFloats} floats), {@code int8 * scale} rounded once to a float, once for all heads,
+     * then attended as {@link #tileF32} attends them: the result is bit for bit {@link #tileF32}'s
+     * over the decoded values. ({@link #tileQ8Scalar} sums each group's products before scaling:
+     * the two round differently, within a few float ulps of the sum.)
      */
     public static void tileQ8(
             float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int nHeads, int headDim,
             byte[] keys, float[] keyScales, byte[] values, float[] valueScales, int kvOff, int kvStride, int n,
-            float scale, float[] scores) {
+            float scale, float[] scores, float[] kvScratch) {
+        tileRowsQ8(out, outOff, state, stOff, q, qOff, 0, 1, n, nHeads, headDim, keys, keyScales, values, valueScales,
+                kvOff, kvStride, n, scale, scores, kvScratch);
+    }
+
+    /** {@link #tileRowsF32} over a Q8 tile, decoded once into {@code kvScratch} as {@link #tileQ8} does. */
+    public static void tileRowsQ8(
+            float[] out, int outOff, float[] state, int stOff, float[] q, int qOff, int rowStride, int nRows,
+            int visible0, int nHeads, int headDim, byte[] keys, float[] keyScales, byte[] values, float[] valueScales,
+            int kvOff, int kvStride, int n, float scale, float[] scores, float[] kvScratch) {
         checkQ8(kvOff, kvStride, headDim);
-        if (!Simd.QUANT_VECTORS) {
-            tileQ8Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, keys, keyScales, values, valueScales,
-                    kvOff, kvStride, n, scale, scores);
+        checkTile(n, scores);
+        checkScratch(n, headDim, kvScratch);
+        int seen = Math.max(0, Math.min(n, visible0 + nRows - 1)); // positions any row sees
+        if (seen == 0) {
             return;
         }
-        checkTile(n, scores);
-        int step = B.length(); // divides 32: max(8, L) bytes with L <= 16
-        for (int j = 0; j < nHeads; j++) {
-            int qo = qOff + j * headDim;
-            for (int t = 0; t < n; t++) {
-                int ko = kvOff + t * kvStride;
-                FloatVector total = FloatVector.zero(F);
+        int vOff = seen * headDim;
+        decodeQ8(kvScratch, 0, keys, keyScales, kvOff, kvStride, seen, headDim);
+        decodeQ8(kvScratch, vOff, values, valueScales, kvOff, kvStride, seen, headDim);
+        rowsF32(out, outOff, state, stOff, q, qOff, rowStride, nRows, visible0, nHeads, headDim, kvScratch, 0, kvScratch,
+                vOff, headDim, n, scale, scores);
+    }
+
+    /** {@code dst[dstOff + t * headDim + d] = src[e] * scales[e >> 5]} with {@code e = srcOff + t * stride + d}. */
+    private static void decodeQ8(float[] dst, int dstOff, byte[] src, float[] scales, int srcOff, int stride, int n,
+            int headDim) {
+        for (int t = 0; t < n; t++) {
+            int so = srcOff + t * stride;
+            int o = dstOff + t * headDim;
+            if (Simd.QUANT_VECTORS) {
+                int step = B.length(); // divides 32: max(8, L) bytes with L <= 16
                 for (int g = 0; g < headDim; g += Q8_GROUP) {
-                    FloatVector group = FloatVector.zero(F);
+                    FloatVector sv = FloatVector.broadcast(F, scales[(so + g) >> 5]);
                     for (int d = g; d < g + Q8_GROUP; d += step) {
-                        ByteVector bytes = ByteVector.fromArray(B, keys, ko + d);
+                        ByteVector bytes = ByteVector.fromArray(B, src, so + d);
                         for (int p = 0; p < BYTE_PARTS; p++) {
-                            group = Simd.bytesToFloat(bytes, p).fma(FloatVector.fromArray(F, q, qo + d + p * L), group);
+                            Simd.bytesToFloat(bytes, p).mul(sv).intoArray(dst, o + d + p * L);
                         }
                     }
-                    total = group.fma(FloatVector.broadcast(F, keyScales[(ko + g) >> 5]), total);
                 }
-                scores[t] = scale * total.reduceLanes(VectorOperators.ADD);
-            }
-            int o = outOff + j * headDim;
-            online(out, o, state, stOff + 2 * j, scores, n, headDim);
-            for (int d = 0; d < headDim; d += step) {
-                for (int p = 0; p < BYTE_PARTS; p++) {
-                    FloatVector acc = FloatVector.fromArray(F, out, o + d + p * L);
-                    for (int t = 0; t < n; t++) {
-                        int vo = kvOff + t * kvStride + d;
-                        acc = Simd.bytesToFloat(ByteVector.fromArray(B, values, vo), p)
-                                .fma(FloatVector.broadcast(F, scores[t] * valueScales[vo >> 5]), acc);
-                    }
-                    acc.intoArray(out, o + d + p * L);
+            } else {
+                for (int d = 0; d < headDim; d++) {
+                    dst[o + d] = src[so + d] * scales[(so + d) >> 5];
                 }
             }
         }
@@ -444,6 +506,13 @@ public final class Attention {
     private static void checkTile(int n, float[] scores) {
         if (n < 1 || scores.length < n) {
             throw new IllegalArgumentException("a tile needs 1 <= n <= scores.length, got " + n + " and " + scores.length);
+        }
+    }
+
+    private static void checkScratch(int n, int headDim, float[] kvScratch) {
+        if (kvScratch.length < kvScratchFloats(n, headDim)) {
+            throw new IllegalArgumentException("a tile of " + n + " positions of head size " + headDim + " needs "
+                    + kvScratchFloats(n, headDim) + " floats of kvScratch, got " + kvScratch.length);
         }
     }
 

@@ -74,14 +74,16 @@ class AttentionTest {
                 break;
             case F16:
                 if (vector) {
-                    Attention.tileF16(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.f16, v.f16, kvOff, k.stride, n, scale, scores);
+                    Attention.tileF16(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.f16, v.f16, kvOff, k.stride, n, scale, scores,
+                            new float[Attention.kvScratchFloats(n, headDim)]);
                 } else {
                     Attention.tileF16Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.f16, v.f16, kvOff, k.stride, n, scale, scores);
                 }
                 break;
             default:
                 if (vector) {
-                    Attention.tileQ8(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.q8, k.scales, v.q8, v.scales, kvOff, k.stride, n, scale, scores);
+                    Attention.tileQ8(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.q8, k.scales, v.q8, v.scales, kvOff, k.stride, n, scale, scores,
+                            new float[Attention.kvScratchFloats(n, headDim)]);
                 } else {
                     Attention.tileQ8Scalar(out, outOff, state, stOff, q, qOff, nHeads, headDim, k.q8, k.scales, v.q8, v.scales, kvOff, k.stride, n, scale, scores);
                 }
@@ -274,10 +276,125 @@ class AttentionTest {
                 () -> Attention.tileF32Scalar(v, 0, st, 0, v, 0, 1, 8, v, v, 0, 8, 0, 1f, new float[3]));
         byte[] b = new byte[256];
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Attention.tileQ8(v, 0, st, 0, v, 0, 1, 32, b, v, b, v, 16, 32, 1, 1f, new float[3]));
+                () -> Attention.tileQ8(v, 0, st, 0, v, 0, 1, 32, b, v, b, v, 16, 32, 1, 1f, new float[3], new float[64]));
         assertTrue(e.getMessage().contains("multiples of 32"), e.getMessage());
         float[] out = new float[8];
         Attention.begin(out, 0, st, 0, 1, 8);
         assertThrows(IllegalStateException.class, () -> Attention.finish(out, 0, st, 0, 1, 8));
+    }
+
+    /** Tolerance (abs and rel) between two runs of the same operations that may sum vector lanes in another order. */
+    private static final double SAME_OPS = 4 * Math.ulp(1f);
+
+    /** The stored elements of {@code c} decoded to floats as the F32 tile would hold them ({@code int8 * scale} rounded once). */
+    private static float[] decoded(Cache c) {
+        float[] d = new float[c.f32.length];
+        for (int e = 0; e < d.length; e++) {
+            switch (c.format) {
+                case F32: d[e] = c.f32[e]; break;
+                case F16: d[e] = Float16.toFloat(c.f16[e]); break;
+                default: d[e] = c.q8[e] * c.scales[e >> 5];
+            }
+        }
+        return d;
+    }
+
+    /**
+     * Runs one tile of {@code nRows} rows through {@code tileRows*} of {@code f}, and row by row
+     * through {@link Attention#tileF32} over the decoded cache with each row's causal count. Both
+     * run the same float operations in the same order, except the lane order inside {@code
+     * reduceLanes(ADD)}, which the Vector API leaves open: compiled code and the interpreter sum
+     * the lanes differently (seen on JDK 25 at 128 bits: one ulp). So outputs and states must
+     * agree within 4 float ulps of values near 1 ({@link #SAME_OPS}), not to the bit.
+     */
+    private static void rowsMatchSingleRowF32(Format f, int headDim, int nRows, int visible0, int n, long seed) {
+        Random rnd = new Random(seed);
+        int nHeads = 3;
+        int rowStride = 2 * nHeads * headDim + 5; // rows are a hidden size apart, heads of one group inside
+        int stride = 2 * headDim + (f == Format.Q8 ? 32 : 3);
+        int base = f == Format.Q8 ? 64 : 7;
+        float[] kSrc = Numerics.uniform(rnd, base + n * stride + headDim, 2f);
+        float[] vSrc = Numerics.uniform(rnd, base + n * stride + headDim, 2f);
+        Cache k = new Cache(f, kSrc, base, stride);
+        Cache v = new Cache(f, vSrc, base, stride);
+        float[] kd = decoded(k);
+        float[] vd = decoded(v);
+        int kvOff = base + (f == Format.Q8 ? 0 : headDim); // the second KV head, or the first for Q8's groups
+        float[] q = Numerics.uniform(rnd, 2 + nRows * rowStride, 3f);
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        // a first tile seen whole by every row, then the tile under test: the online rescaling runs too
+        float[] outRows = new float[2 + nRows * rowStride];
+        float[] stRows = new float[1 + 2 * nRows * nHeads];
+        float[] outOne = outRows.clone();
+        float[] stOne = stRows.clone();
+        float[] scores = new float[n];
+        float[] scratch = new float[Attention.kvScratchFloats(n, headDim) + 1];
+        for (int r = 0; r < nRows; r++) {
+            Attention.begin(outRows, 2 + r * rowStride, stRows, 1 + 2 * r * nHeads, nHeads, headDim);
+            Attention.begin(outOne, 2 + r * rowStride, stOne, 1 + 2 * r * nHeads, nHeads, headDim);
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            int vis = pass == 0 ? n : visible0;
+            switch (f) {
+                case F32:
+                    Attention.tileRowsF32(outRows, 2, stRows, 1, q, 2, rowStride, nRows, vis, nHeads, headDim, k.f32,
+                            v.f32, kvOff, stride, n, scale, scores);
+                    break;
+                case F16:
+                    Attention.tileRowsF16(outRows, 2, stRows, 1, q, 2, rowStride, nRows, vis, nHeads, headDim, k.f16,
+                            v.f16, kvOff, stride, n, scale, scores, scratch);
+                    break;
+                default:
+                    Attention.tileRowsQ8(outRows, 2, stRows, 1, q, 2, rowStride, nRows, vis, nHeads, headDim, k.q8,
+                            k.scales, v.q8, v.scales, kvOff, stride, n, scale, scores, scratch);
+            }
+            for (int r = 0; r < nRows; r++) {
+                int nr = Math.min(n, vis + r);
+                if (nr > 0) {
+                    Attention.tileF32(outOne, 2 + r * rowStride, stOne, 1 + 2 * r * nHeads, q, 2 + r * rowStride, nHeads,
+                            headDim, kd, vd, kvOff, stride, nr, scale, scores);
+                }
+            }
+        }
+        String what = f + " headDim " + headDim + " rows " + nRows + " visible0 " + visible0 + " n " + n;
+        Numerics.assertClose(stOne, 0, stRows, 0, stOne.length, SAME_OPS, SAME_OPS, what + " states");
+        Numerics.assertClose(outOne, 0, outRows, 0, outOne.length, SAME_OPS, SAME_OPS, what + " outputs");
+    }
+
+    @Test
+    void f16AndQ8TilesGiveTheF32TilesResultsOverTheDecodedValues() {
+        for (Format f : Format.values()) {
+            for (int headDim : f == Format.Q8 ? new int[] {32, 64, 128} : new int[] {7, 16, 33, 64, 128}) {
+                for (int n : new int[] {1, 3, 4, 16}) {
+                    rowsMatchSingleRowF32(f, headDim, 1, n, n, 31L * headDim + n);
+                }
+            }
+        }
+    }
+
+    @Test
+    void rowsOfAChunkShareATileWithEachRowsCausalMask() {
+        for (Format f : Format.values()) {
+            int headDim = f == Format.Q8 ? 64 : 48;
+            for (int nRows : new int[] {1, 2, 5, 16}) {
+                // visible0 below 1: the first rows see nothing of this tile; above n: every row sees all of it
+                for (int visible0 : new int[] {-3, 0, 1, 4, 9, 16, 40}) {
+                    rowsMatchSingleRowF32(f, headDim, nRows, visible0, 16, 7L * nRows + visible0 + 100);
+                }
+            }
+        }
+    }
+
+    @Test
+    void f16AndQ8TilesRejectATooSmallScratch() {
+        float[] v = new float[512];
+        float[] st = new float[2];
+        short[] h = new short[512];
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Attention.tileF16(v, 0, st, 0, v, 0, 1, 32, h, h, 0, 32, 4, 1f, new float[4], new float[255]));
+        assertTrue(e.getMessage().contains("needs 256 floats of kvScratch, got 255"), e.getMessage());
+        byte[] b = new byte[512];
+        assertThrows(IllegalArgumentException.class,
+                () -> Attention.tileQ8(v, 0, st, 0, v, 0, 1, 32, b, v, b, v, 0, 32, 4, 1f, new float[4], new float[100]));
     }
 }

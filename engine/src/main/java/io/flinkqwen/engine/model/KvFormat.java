@@ -9,8 +9,9 @@ import io.flinkqwen.kernels.Attention;
 import java.util.Locale;
 
 /**
- * How a KV cache stores its keys and values; attention reads each format directly
- * ({@link Attention}'s {@code tileF32}, {@code tileF16}, {@code tileQ8}).
+ * How a KV cache stores its keys and values; attention decodes an F16 or Q8 tile of positions
+ * to floats once per tile ({@link Attention}'s {@code tileRowsF32}, {@code tileRowsF16}, {@code
+ * tileRowsQ8}).
  *
  * <ul>
  *   <li>{@link #F32}: 4 bytes per element, exact (the default; what the llama.cpp agreement tests use).
@@ -23,7 +24,8 @@ import java.util.Locale;
  * </ul>
  *
  * <p>The system property {@value #PROPERTY} ({@code f32}, {@code f16}, {@code q8}) sets the
- * default; the command line's {@code --kv-type} sets that property.
+ * default; the command line's {@code --kv-type}, the Flink option {@code qwen.kv-type} and the
+ * SQL model option {@code 'kv-type'} choose a format per engine.
  */
 public enum KvFormat {
     F32,

@@ -67,12 +67,16 @@ public final class Qwen2Model {
     private final float[] logits; // (vocab), last token
     private float[] batchLogits = new float[0]; // (sequences, vocab), forwardBatch
     private final float[][] scores; // per worker: one tile's scores (at most a block's positions)
-    private final float[][] softmaxState; // per worker: (running max, running sum) per query head of a group
+    private final float[][] softmaxState; // per worker: (running max, running sum) per query head of a unit
+    private final float[][] kvScratch; // per worker: one F16/Q8 tile's keys and values as floats
     private final KvFormat kvFormat;
     private final KvBlockPool defaultPool; // newCache(int)'s blocks
     private final AttentionTask attentionTask = new AttentionTask();
     private final MoeBlock moe; // null for a dense model
     private ResidentDecode resident; // single-sequence decode on the device; null: per-op path
+
+    /** The most rows of a prefill chunk that read each KV tile together. */
+    static final int MAX_ROWS_PER_UNIT = 16;
 
     /** With the KV cache format {@link KvFormat#fromSystemProperty()} names. */
     public Qwen2Model(Qwen2Config config, Qwen2Weights weights, KernelPool pool, int maxChunkTokens) {
@@ -140,7 +144,8 @@ public final class Qwen2Model {
         up = new float[maxChunk * ffn];
         logits = new float[config.vocabSize()];
         scores = new float[pool.threads()][KvBlockPool.MAX_BLOCK_POSITIONS];
-        softmaxState = new float[pool.threads()][2 * config.kvGroups()];
+        softmaxState = new float[pool.threads()][2 * config.kvGroups() * MAX_ROWS_PER_UNIT];
+        kvScratch = new float[pool.threads()][Attention.kvScratchFloats(KvBlockPool.MAX_BLOCK_POSITIONS, config.headDim())];
         this.kvFormat = kvFormat;
         this.defaultPool = newPool();
         moe = moeConfig == null ? null : new MoeBlock(moeConfig, ops, pool, maxChunk);
@@ -404,8 +409,9 @@ public final class Qwen2Model {
         }
         // attention: row t (position p of its sequence) sees positions 0 .. p of that sequence
         // (causal); query head hd reads KV head hd / kvGroups (grouped-query attention). A work
-        // unit is a row and a run of query heads of one group, which read each KV tile together;
-        // groups are split only where rows x KV heads leave threads idle.
+        // unit is a run of rows and a run of query heads of one group, which read each KV tile
+        // together; groups are split only where rows x KV heads leave threads idle. Rows share a
+        // unit only in a prefill chunk (one sequence, consecutive positions).
         int groups = config.kvGroups();
         int perUnit = groups;
         while (perUnit > 1 && (long) n * (config.numAttentionHeads() / perUnit) < pool.threads()) {
@@ -413,9 +419,21 @@ public final class Qwen2Model {
                 perUnit--;
             } while (groups % perUnit != 0);
         }
+        int headUnits = config.numAttentionHeads() / perUnit;
+        int rowsPerUnit = 1;
+        if (oneSequence(n)) {
+            // as many rows per unit as leave each thread about four units
+            rowsPerUnit = MAX_ROWS_PER_UNIT;
+            while (rowsPerUnit > 1
+                    && (long) ceilDiv(n, rowsPerUnit) * headUnits < Math.min(4L * pool.threads(), (long) n * headUnits)) {
+                rowsPerUnit /= 2;
+            }
+        }
         attentionTask.layer = l;
         attentionTask.headsPerUnit = perUnit;
-        pool.parallelFor(n * (config.numAttentionHeads() / perUnit), attentionTask);
+        attentionTask.rowsPerUnit = rowsPerUnit;
+        attentionTask.rows = n;
+        pool.parallelFor(ceilDiv(n, rowsPerUnit) * headUnits, attentionTask);
         // output projection, residual
         ops.matMul(pool, proj, w.wo, att, n);
         ops.addInPlace(x, proj, n * h);
@@ -443,60 +461,90 @@ public final class Qwen2Model {
     }
 
     /**
-     * The attention of every (row, run of query heads of one group) unit of a layer, split over
-     * the pool: one object per model, reused so that a layer does not allocate a capturing
-     * lambda (issue 3). Reads the model's fields; {@link #layer} and {@link #headsPerUnit} are
-     * published to the workers by the pool's hand-off.
+     * The attention of every (run of rows, run of query heads of one group) unit of a layer,
+     * split over the pool: one object per model, reused so that a layer does not allocate a
+     * capturing lambda (issue 3). Reads the model's fields; its own fields are published to the
+     * workers by the pool's hand-off.
      */
     private final class AttentionTask implements KernelPool.RangeTask {
         int layer;
         int headsPerUnit;
+        int rowsPerUnit;
+        int rows;
 
         @Override
         public void run(int start, int end, int worker) {
-            int h = config.hiddenSize();
             int headDim = config.headDim();
             int groups = config.kvGroups();
-            int unitsPerRow = config.numAttentionHeads() / headsPerUnit;
+            int headUnits = config.numAttentionHeads() / headsPerUnit;
             float scale = (float) (1.0 / Math.sqrt(headDim));
             for (int i = start; i < end; i++) {
-                int t = i / unitsPerRow;
-                int first = (i % unitsPerRow) * headsPerUnit;
-                int o = t * h + first * headDim;
-                attend(rowCache[t], layer, first / groups, rowPos[t] + 1, o, headsPerUnit, scale, worker);
+                int t0 = (i / headUnits) * rowsPerUnit;
+                int first = (i % headUnits) * headsPerUnit;
+                attend(rowCache[t0], layer, first / groups, t0, Math.min(rowsPerUnit, rows - t0), first, headsPerUnit,
+                        scale, worker);
             }
         }
     }
 
+    /** Whether rows {@code [0, n)} are one sequence at consecutive positions (a prefill chunk). */
+    private boolean oneSequence(int n) {
+        for (int t = 1; t < n; t++) {
+            if (rowCache[t] != rowCache[0] || rowPos[t] != rowPos[0] + t) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
     /**
-     * Attention of {@code nHeads} query heads (activations at {@code q[o..]}, output at {@code
-     * att[o..]}) over positions {@code [0, visible)} of KV head {@code kvHead} of layer {@code l},
-     * one block at a time with an online softmax: the scratch is one block's scores, whatever the
+     * Attention of query heads {@code [first, first + nHeads)} of rows {@code [t0, t0 + nRows)}
+     * (activations at {@code q}, output at {@code att}), rows of one sequence at consecutive
+     * positions, each over the positions up to its own of KV head {@code kvHead} of layer {@code
+     * l}: one block at a time with an online softmax, each block read once for all rows and heads
+     * of the unit. The scratch is one block's scores and decoded keys and values, whatever the
      * context length.
      */
-    private void attend(KvCache cache, int l, int kvHead, int visible, int o, int nHeads, float scale, int worker) {
+    private void attend(KvCache cache, int l, int kvHead, int t0, int nRows, int first, int nHeads, float scale,
+            int worker) {
+        int h = config.hiddenSize();
         int headDim = config.headDim();
         int kvDim = config.kvDim();
         KvBlockPool kvPool = cache.pool();
         int bp = kvPool.blockPositions();
         int kvOff = l * bp * kvDim + kvHead * headDim;
+        int o = t0 * h + first * headDim;
         float[] sc = scores[worker];
         float[] st = softmaxState[worker];
-        Attention.begin(att, o, st, 0, nHeads, headDim);
+        float[] kv = kvScratch[worker];
+        for (int r = 0; r < nRows; r++) {
+            Attention.begin(att, o + r * h, st, 2 * r * nHeads, nHeads, headDim);
+        }
+        int visible = rowPos[t0] + 1; // positions row t0 sees; row t0 + r sees r more
+        int visibleLast = visible + nRows - 1;
         KvFormat format = kvPool.format();
-        for (int b = 0, p0 = 0; p0 < visible; b++, p0 += bp) {
+        for (int b = 0, p0 = 0; p0 < visibleLast; b++, p0 += bp) {
             KvBlock blk = cache.block(b);
-            int n = Math.min(bp, visible - p0);
+            int n = Math.min(bp, visibleLast - p0);
+            int visible0 = visible - p0;
             if (format == KvFormat.F32) {
-                Attention.tileF32(att, o, st, 0, q, o, nHeads, headDim, blk.keysF32, blk.valuesF32, kvOff, kvDim, n, scale, sc);
+                Attention.tileRowsF32(att, o, st, 0, q, o, h, nRows, visible0, nHeads, headDim, blk.keysF32,
+                        blk.valuesF32, kvOff, kvDim, n, scale, sc);
             } else if (format == KvFormat.F16) {
-                Attention.tileF16(att, o, st, 0, q, o, nHeads, headDim, blk.keysF16, blk.valuesF16, kvOff, kvDim, n, scale, sc);
+                Attention.tileRowsF16(att, o, st, 0, q, o, h, nRows, visible0, nHeads, headDim, blk.keysF16,
+                        blk.valuesF16, kvOff, kvDim, n, scale, sc, kv);
             } else {
-                Attention.tileQ8(att, o, st, 0, q, o, nHeads, headDim, blk.keysQ8, blk.keyScales, blk.valuesQ8,
-                        blk.valueScales, kvOff, kvDim, n, scale, sc);
+                Attention.tileRowsQ8(att, o, st, 0, q, o, h, nRows, visible0, nHeads, headDim, blk.keysQ8, blk.keyScales,
+                        blk.valuesQ8, blk.valueScales, kvOff, kvDim, n, scale, sc, kv);
             }
         }
-        Attention.finish(att, o, st, 0, nHeads, headDim);
+        for (int r = 0; r < nRows; r++) {
+            Attention.finish(att, o + r * h, st, 2 * r * nHeads, nHeads, headDim);
+        }
     }
 
     /** Stores row {@code kOff} of {@link #k} and {@link #v} at {@code position} of layer {@code l} of {@code cache}. */

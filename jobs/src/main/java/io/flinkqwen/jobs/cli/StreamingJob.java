@@ -271,9 +271,11 @@ final class StreamingJob {
             "  --threads          kernel threads per operator (default 1)",
             "  --kv-budget-mib    KV caches per operator instance, running and idle keys together (default "
                     + (InferenceSettings.DEFAULT_KV_BUDGET_BYTES >> 20) + "); idle keys beyond it are evicted",
-            "                     (rebuilt by prefill at their next event), a request it cannot hold waits");
+            "                     (rebuilt by prefill at their next event), a request it cannot hold waits",
+            "  --kv-type          KV cache storage of each operator: f32, f16 or q8 (default: the JVM's",
+            "                     system property flinkqwen.kv, else f32)");
 
-    /** {@code --threads} and {@code --kv-budget-mib} applied to {@code inference}'s engine. */
+    /** {@code --threads}, {@code --kv-budget-mib} and {@code --kv-type} applied to {@code inference}'s engine. */
     static void engine(String command, Args a, QwenInference.Builder inference) {
         int threads = positive(command, a, "threads", 1);
         int kvMib = a.integer("kv-budget-mib", (int) (InferenceSettings.DEFAULT_KV_BUDGET_BYTES >> 20));
@@ -281,6 +283,9 @@ final class StreamingJob {
             throw new Args.UsageException(command + ": --kv-budget-mib must be >= 0, got " + kvMib);
         }
         inference.engine(4, 16, threads).kvBudgetBytes((long) kvMib << 20);
+        if (a.has("kv-type")) {
+            inference.kvType(KvType.of(a, command)); // unset: the task managers' flinkqwen.kv, else f32
+        }
     }
 
     static int positive(String command, Args a, String name, int fallback) {

@@ -63,7 +63,7 @@ final class SummarizeCommand implements Main.Command {
                 "         [--bounded] (and the triggers and prompt as above)",
                 "       common: [--checkpoint-dir DIR] [--checkpoint-interval 5s] [--max-new-tokens N]",
                 "         [--context-tokens N] [--out-of-orderness 5s] [--max-record-bytes N] [--parallelism N]",
-                "         [--threads N] [--kv-budget-mib M]",
+                "         [--threads N] [--kv-budget-mib M] [--kv-type f32|f16|q8]",
                 "",
                 "Input: one JSON log event per line or Kafka record,",
                 "  {\"source\": \"api-1\", \"ts\": \"2026-01-01T00:00:05Z\", \"level\": \"WARN\", \"message\": \"...\"}",
@@ -98,7 +98,8 @@ final class SummarizeCommand implements Main.Command {
         Args a = Args.parse("summarize", argv,
                 StreamingJob.with(StreamingJob.OPTIONS, "model", "every", "every-seconds", "time", "out-of-orderness",
                         "template", "system", "max-new-tokens", "context-tokens", "threads",
-                        "kv-budget-mib"),
+                        "kv-budget-mib",
+                        "kv-type"),
                 StreamingJob.FLAGS);
         StreamingJob job = StreamingJob.parse("summarize", a);
 

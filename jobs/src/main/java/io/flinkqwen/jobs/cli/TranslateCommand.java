@@ -52,7 +52,7 @@ final class TranslateCommand implements Main.Command {
                 "         [--delivery exactly-once|at-least-once] [--bounded]",
                 "       common: [--checkpoint-dir DIR] [--checkpoint-interval 5s] [--max-new-tokens N]",
                 "         [--context-tokens N] [--max-record-bytes N] [--parallelism N] [--threads N]",
-                "         [--kv-budget-mib M]",
+                "         [--kv-budget-mib M] [--kv-type f32|f16|q8]",
                 "",
                 "Input: one JSON request per line or Kafka record,",
                 "  {\"id\": \"r1\", \"key\": \"doc-7\", \"text\": \"...\", \"target_lang\": \"de\", \"source_lang\": \"en\"}",
@@ -76,7 +76,8 @@ final class TranslateCommand implements Main.Command {
     public void run(List<String> argv, PrintStream out, PrintStream err) throws Exception {
         Args a = Args.parse("translate", argv,
                 StreamingJob.with(StreamingJob.OPTIONS, "model", "to", "max-new-tokens", "context-tokens", "threads",
-                        "kv-budget-mib"),
+                        "kv-budget-mib",
+                        "kv-type"),
                 StreamingJob.FLAGS);
         Set<String> languages = new LinkedHashSet<>();
         for (String lang : a.string("to").split(",")) {

@@ -129,6 +129,7 @@ class SummarizeCommandTest {
         usage("give exactly one of --input FILE|- and --kafka-bootstrap", "--model", m);
         usage("unknown option --to", "--model", m, "--input", in, "--to", "de");
         usage("--kv-budget-mib must be >= 0, got -1", "--model", m, "--input", in, "--kv-budget-mib", "-1");
+        usage("--kv-type must be f32, f16 or q8, got 'q4'", "--model", m, "--input", in, "--kv-type", "q4");
         usage("maxNewTokens (5000) leaves no room", "--model", m, "--input", in, "--max-new-tokens", "5000");
 
         MainTest.Run r = MainTest.run("summarize", "--model", m, "--input", dir.resolve("missing.jsonl").toString());

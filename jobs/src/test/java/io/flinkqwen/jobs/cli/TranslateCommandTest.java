@@ -57,7 +57,7 @@ class TranslateCommandTest {
 
         MainTest.Run r = MainTest.run("translate", "--model", gguf.toString(), "--input", requests.toString(), "--to", "de",
                 "--max-new-tokens", "4", "--context-tokens", "256", "--checkpoint-dir", dir.resolve("chk").toString(),
-                "--checkpoint-interval", "200ms");
+                "--checkpoint-interval", "200ms", "--kv-type", "f16");
         assertEquals(0, r.code(), r.err());
 
         ObjectMapper json = new ObjectMapper();
@@ -96,6 +96,9 @@ class TranslateCommandTest {
         MainTest.Run r = MainTest.run("translate", "--model", gguf.toString(), "--input", "x", "--to", "Klingon");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("unknown language 'Klingon' in --to"), r.err());
+        r = MainTest.run("translate", "--model", gguf.toString(), "--input", "x", "--to", "de", "--kv-type", "int8");
+        assertEquals(2, r.code(), r.err());
+        assertTrue(r.err().contains("translate: --kv-type must be f32, f16 or q8, got 'int8'"), r.err());
 
         r = MainTest.run("translate", "--model", gguf.toString(), "--input", "x", "--to", "de", "--output-topic", "t");
         assertEquals(2, r.code());

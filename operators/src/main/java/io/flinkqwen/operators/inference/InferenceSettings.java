@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.inference;
 
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.engine.tokenizer.ChatMl;
 import io.flinkqwen.operators.arrow.ArrowRequestBatcher;
 import java.io.Serializable;
@@ -39,6 +40,9 @@ import org.apache.flink.annotation.PublicEvolving;
  * @param requestTimeoutMillis a request not answered this long after its hand-over to the
  *     engine goes to the side output; 0 means no timeout
  * @param summaries when and how to summarize each key's events; null answers every event
+ * @param kvFormat how the engine stores its KV caches (F32, F16 or Q8; {@link KvFormat}); null
+ *     means the task manager's system property {@value KvFormat#PROPERTY}, else F32, decided in
+ *     {@code open()} ({@link #resolvedKvFormat()})
  */
 @PublicEvolving
 public record InferenceSettings(
@@ -54,8 +58,17 @@ public record InferenceSettings(
         ArrowRequestBatcher.Limits batch,
         long kvBudgetBytes,
         long requestTimeoutMillis,
-        Summaries summaries)
+        Summaries summaries,
+        KvFormat kvFormat)
         implements Serializable {
+
+    /** Settings with the KV format of the task manager's system property ({@code kvFormat} null). */
+    public InferenceSettings(String modelPath, String modelName, String systemPrompt, int maxContextTokens,
+            int sinkTokens, int maxNewTokens, int maxSequences, int capacity, int threads,
+            ArrowRequestBatcher.Limits batch, long kvBudgetBytes, long requestTimeoutMillis, Summaries summaries) {
+        this(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens, maxSequences, capacity,
+                threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries, null);
+    }
 
     /** Settings that answer every event (no summaries). */
     public InferenceSettings(String modelPath, String modelName, String systemPrompt, int maxContextTokens,
@@ -68,7 +81,7 @@ public record InferenceSettings(
     /** The same settings, summarizing as {@code s} says (null: answer every event). */
     public InferenceSettings withSummaries(Summaries s) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, s);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, s, kvFormat);
     }
 
     /** The same settings with {@code task}'s system prompt and summaries. */
@@ -112,12 +125,13 @@ public record InferenceSettings(
 
     public InferenceSettings withContext(int newMaxContextTokens, int newSinkTokens) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, newMaxContextTokens, newSinkTokens,
-                maxNewTokens, maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
+                maxNewTokens, maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries,
+                kvFormat);
     }
 
     public InferenceSettings withMaxNewTokens(int n) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, n,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries, kvFormat);
     }
 
     /** The engine's sequences per step, capacity and threads; batches of {@code maxSequences} rows. */
@@ -125,33 +139,44 @@ public record InferenceSettings(
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens,
                 maxNewTokens, newMaxSequences, newCapacity, newThreads,
                 new ArrowRequestBatcher.Limits(newMaxSequences, batch.maxBytes(), batch.maxDelayMillis()),
-                kvBudgetBytes, requestTimeoutMillis, summaries);
+                kvBudgetBytes, requestTimeoutMillis, summaries, kvFormat);
     }
 
     public InferenceSettings withSystemPrompt(String prompt) {
         return new InferenceSettings(modelPath, modelName, prompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries, kvFormat);
     }
 
     public InferenceSettings withModelName(String name) {
         return new InferenceSettings(modelPath, name, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries, kvFormat);
     }
 
     public InferenceSettings withBatch(int maxRows, long maxBytes, long maxDelayMillis) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
                 maxSequences, capacity, threads, new ArrowRequestBatcher.Limits(maxRows, maxBytes, maxDelayMillis),
-                kvBudgetBytes, requestTimeoutMillis, summaries);
+                kvBudgetBytes, requestTimeoutMillis, summaries, kvFormat);
     }
 
     public InferenceSettings withKvBudgetBytes(long bytes) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, bytes, requestTimeoutMillis, summaries);
+                maxSequences, capacity, threads, batch, bytes, requestTimeoutMillis, summaries, kvFormat);
     }
 
     public InferenceSettings withRequestTimeoutMillis(long millis) {
         return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
-                maxSequences, capacity, threads, batch, kvBudgetBytes, millis, summaries);
+                maxSequences, capacity, threads, batch, kvBudgetBytes, millis, summaries, kvFormat);
+    }
+
+    /** The same settings with KV caches stored as {@code format}; null: the task manager's system property. */
+    public InferenceSettings withKvFormat(KvFormat format) {
+        return new InferenceSettings(modelPath, modelName, systemPrompt, maxContextTokens, sinkTokens, maxNewTokens,
+                maxSequences, capacity, threads, batch, kvBudgetBytes, requestTimeoutMillis, summaries, format);
+    }
+
+    /** {@link #kvFormat}, or where it is null the format {@value KvFormat#PROPERTY} names in this JVM (F32 if unset). */
+    public KvFormat resolvedKvFormat() {
+        return kvFormat != null ? kvFormat : KvFormat.fromSystemProperty();
     }
 
     /** The name results carry. */

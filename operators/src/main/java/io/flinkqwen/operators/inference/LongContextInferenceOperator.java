@@ -278,7 +278,9 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
         // qwen.device from the job's global parameters, else the JVM's flinkqwen.device (default auto)
         String device = getExecutionConfig().getGlobalJobParameters().toMap().getOrDefault(
                 QwenInferenceOptions.DEVICE.key(), System.getProperty(KernelBackends.DEVICE_PROPERTY, "auto"));
-        engine = engineFactory.create(model.newForward(pool, 64, KernelBackends.select(device)), settings);
+        // the KV format of the settings (qwen.kv-type), else the JVM's flinkqwen.kv (default f32)
+        engine = engineFactory.create(
+                model.newForward(pool, 64, KernelBackends.select(device), settings.resolvedKvFormat()), settings);
         var task = getRuntimeContext().getTaskInfo();
         batcher = new ArrowRequestBatcher(allocatorSource.parent(),
                 task.getTaskNameWithSubtasks() + "/" + getOperatorID(), Long.MAX_VALUE, settings.batch());

@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.inference;
 
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.operators.arrow.AllocatorSource;
 import io.flinkqwen.operators.arrow.ArrowRequestBatcher;
 import java.nio.file.Path;
@@ -27,6 +28,7 @@ import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
  *         .contextPolicy(4096, 4)
  *         .batch(8, 1 << 20, Duration.ofMillis(10))
  *         .kvBudgetBytes(512L << 20)
+ *         .kvType("f16")
  *         .requestTimeout(Duration.ofSeconds(30))
  *         .build()
  *         .apply(events);
@@ -85,6 +87,7 @@ public final class QwenInference {
                 config.get(QwenInferenceOptions.BATCH_MAX_DELAY));
         b.kvBudgetBytes(config.get(QwenInferenceOptions.KV_BUDGET).getBytes());
         b.requestTimeout(config.get(QwenInferenceOptions.REQUEST_TIMEOUT));
+        config.getOptional(QwenInferenceOptions.KV_TYPE).ifPresent(b::kvType);
         return b;
     }
 
@@ -134,6 +137,7 @@ public final class QwenInference {
         private Duration batchDelay = Duration.ofMillis(10);
         private long kvBudgetBytes = InferenceSettings.DEFAULT_KV_BUDGET_BYTES;
         private Duration requestTimeout = Duration.ZERO;
+        private String kvType; // null: the task manager's flinkqwen.kv, else f32
         private EngineFactory engineFactory = EngineFactory.continuousBatching();
         private AllocatorSource allocatorSource = AllocatorSource.shared();
         private String name = "qwen-inference";
@@ -203,6 +207,21 @@ public final class QwenInference {
             return this;
         }
 
+        /**
+         * How the engine stores its KV caches: {@code "f32"} (exact), {@code "f16"} or {@code "q8"}
+         * (see {@link KvFormat}); null, the default, takes the task manager's system property
+         * {@value KvFormat#PROPERTY}, else F32. Checked by {@link #build()}.
+         */
+        public Builder kvType(String type) {
+            this.kvType = type;
+            return this;
+        }
+
+        /** {@link #kvType(String)} as a format. */
+        public Builder kvType(KvFormat format) {
+            return kvType(format == null ? null : format.id());
+        }
+
         /** Requests unanswered this long after their hand-over go to the side output; zero: none. */
         public Builder requestTimeout(Duration timeout) {
             this.requestTimeout = timeout;
@@ -265,13 +284,22 @@ public final class QwenInference {
             require(requestTimeout != null && !requestTimeout.isNegative(), "requestTimeout is " + requestTimeout
                     + ": pass Duration.ZERO (no timeout) or a positive duration to requestTimeout(..)"
                     + " (option qwen.request.timeout)");
+            KvFormat kvFormat = null;
+            if (kvType != null) {
+                try {
+                    kvFormat = QwenInferenceOptions.parseKvType("kvType", kvType);
+                } catch (IllegalArgumentException e) {
+                    throw new IllegalArgumentException(e.getMessage() + ": pass one of them to kvType(..) (option "
+                            + QwenInferenceOptions.KV_TYPE.key() + ")", e);
+                }
+            }
             require(engineFactory != null, "engineFactory is null: leave it unset for EngineFactory.continuousBatching()");
             require(allocatorSource != null, "arrowAllocator is null: leave it unset for AllocatorSource.shared()");
             Objects.requireNonNull(name, "name");
             InferenceSettings settings = new InferenceSettings(modelPath, modelName, task.systemPrompt(), maxContextTokens,
                     sinkTokens, maxNewTokens, maxSequences, capacity, threads,
                     new ArrowRequestBatcher.Limits(batchRows, batchBytes, batchDelay.toMillis()), kvBudgetBytes,
-                    requestTimeout.toMillis(), task.summaries());
+                    requestTimeout.toMillis(), task.summaries(), kvFormat);
             return new QwenInference(this, settings);
         }
 

@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.inference;
 
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.engine.tokenizer.ChatMl;
 import java.time.Duration;
 import org.apache.flink.annotation.PublicEvolving;
@@ -125,6 +126,13 @@ public final class QwenInferenceOptions {
                     + "keys' caches are dropped least recently used first (rebuilt by prefill on the key's next "
                     + "event); a request without room waits in the engine's queue (backpressure, never a drop).");
 
+    public static final ConfigOption<String> KV_TYPE = ConfigOptions.key("qwen.kv-type")
+            .stringType()
+            .noDefaultValue()
+            .withDescription("How the engine stores its KV caches: f32 (exact), f16 (half the bytes) or q8 (int8 with a "
+                    + "float scale per 32 values, 0.28 of f32's bytes). Unset: the task manager's system property "
+                    + "flinkqwen.kv, else f32.");
+
     public static final ConfigOption<Duration> REQUEST_TIMEOUT = ConfigOptions.key("qwen.request.timeout")
             .durationType()
             .defaultValue(Duration.ZERO)
@@ -132,6 +140,20 @@ public final class QwenInferenceOptions {
                     + "output; 0 means no timeout.");
 
     private QwenInferenceOptions() {}
+
+    /**
+     * {@code value} of the KV-type option {@code key} as a format.
+     *
+     * @throws IllegalArgumentException naming the key, the bad value and the allowed values
+     */
+    public static KvFormat parseKvType(String key, String value) {
+        try {
+            return KvFormat.parse(value);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(key + " must be one of f32, f16, q8 (the KV cache format), got '" + value
+                    + "'", e);
+        }
+    }
 
     /** The options in {@code config}, validated: {@code QwenInference.fromConfiguration(config).build().settings()}. */
     public static InferenceSettings toSettings(ReadableConfig config) {

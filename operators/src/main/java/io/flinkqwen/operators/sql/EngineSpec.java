@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.sql;
 
+import io.flinkqwen.engine.model.KvFormat;
 import java.io.Serializable;
 import java.util.Objects;
 import org.apache.flink.annotation.Internal;
@@ -20,19 +21,22 @@ import org.apache.flink.annotation.Internal;
  *     registry's queue, never dropped
  * @param kvBudgetBytes KV-cache bytes of the engine's running requests
  * @param device kernel backend: auto, cpu or tornado
+ * @param kvFormat how the engine stores its KV caches
  */
 @Internal
-public record EngineSpec(String model, int threads, int maxSequences, int capacity, long kvBudgetBytes, String device)
+public record EngineSpec(
+        String model, int threads, int maxSequences, int capacity, long kvBudgetBytes, String device, KvFormat kvFormat)
         implements Serializable {
 
-    /** On the {@code auto} kernel backend. */
+    /** On the {@code auto} kernel backend, KV caches as {@link KvFormat#fromSystemProperty()} says. */
     public EngineSpec(String model, int threads, int maxSequences, int capacity, long kvBudgetBytes) {
-        this(model, threads, maxSequences, capacity, kvBudgetBytes, "auto");
+        this(model, threads, maxSequences, capacity, kvBudgetBytes, "auto", KvFormat.fromSystemProperty());
     }
 
     public EngineSpec {
         Objects.requireNonNull(model, "model");
         Objects.requireNonNull(device, "device");
+        Objects.requireNonNull(kvFormat, "kvFormat");
         check(threads >= 1, "threads", threads, ">= 1");
         check(maxSequences >= 1, "max-sequences", maxSequences, ">= 1");
         check(capacity >= maxSequences, "capacity", capacity, ">= max-sequences = " + maxSequences);

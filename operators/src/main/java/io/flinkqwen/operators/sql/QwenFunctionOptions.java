@@ -5,6 +5,7 @@
  */
 package io.flinkqwen.operators.sql;
 
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.operators.inference.QwenInferenceOptions;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -26,7 +27,7 @@ import org.apache.flink.configuration.Configuration;
  * 'qwen.model.path:/models/m.gguf,qwen.max-new-tokens:64'}, on a cluster the same key with
  * {@code -D}. (A plain {@code SET 'qwen.model.path' = ...} does not reach the function.)
  *
- * <p>Functions with equal model, threads, max sequences, capacity and KV budget share one
+ * <p>Functions with equal model, threads, max sequences, capacity, KV budget, device and KV type share one
  * engine per JVM ({@link SharedEngines}).
  */
 @PublicEvolving
@@ -49,7 +50,8 @@ public final class QwenFunctionOptions {
             QwenInferenceOptions.CAPACITY,
             QwenInferenceOptions.KV_BUDGET,
             QwenInferenceOptions.DEVICE,
-            ON_INVALID_INPUT);
+            ON_INVALID_INPUT,
+            QwenInferenceOptions.KV_TYPE);
 
     private QwenFunctionOptions() {}
 
@@ -93,11 +95,17 @@ public final class QwenFunctionOptions {
             EngineSpec spec = new EngineSpec(model, c.get(QwenInferenceOptions.THREADS),
                     c.get(QwenInferenceOptions.MAX_SEQUENCES), c.get(QwenInferenceOptions.CAPACITY),
                     c.get(QwenInferenceOptions.KV_BUDGET).getBytes(), c.getOptional(QwenInferenceOptions.DEVICE)
-                            .orElse(System.getProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY, "auto")));
+                            .orElse(System.getProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY, "auto")),
+                    kvFormat(c.getOptional(QwenInferenceOptions.KV_TYPE).orElse(null), QwenInferenceOptions.KV_TYPE.key()));
             return new Resolved(spec, maxNewTokens, c.get(QwenInferenceOptions.SYSTEM_PROMPT), c.get(ON_INVALID_INPUT));
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(function + ": " + e.getMessage(), e);
         }
+    }
+
+    /** {@code value} of the option {@code key} as a KV format; null: the system property {@value KvFormat#PROPERTY}, else F32. */
+    static KvFormat kvFormat(String value, String key) {
+        return value == null ? KvFormat.fromSystemProperty() : QwenInferenceOptions.parseKvType(key, value);
     }
 
     private static List<String> keys() {

@@ -92,5 +92,11 @@ public final class QwenModelOptions {
             .defaultValue(MemorySize.ofMebiBytes(256))
             .withDescription("KV-cache bytes of the engine's running requests.");
 
+    public static final ConfigOption<String> KV_TYPE = ConfigOptions.key("kv-type")
+            .stringType()
+            .noDefaultValue()
+            .withDescription("How the engine stores its KV caches: f32 (exact), f16 or q8 (int8 with a float scale per"
+                    + " 32 values). Unset: the system property flinkqwen.kv, else f32.");
+
     private QwenModelOptions() {}
 }

@@ -54,7 +54,8 @@ public final class QwenModelProviderFactory implements ModelProviderFactory {
         return Set.of(QwenModelOptions.TASK, QwenModelOptions.TARGET_LANG, QwenModelOptions.SYSTEM_PROMPT,
                 QwenModelOptions.MAX_TOKENS, QwenModelOptions.TEMPERATURE, QwenModelOptions.SEED,
                 QwenModelOptions.THREADS, QwenModelOptions.MAX_SEQUENCES, QwenModelOptions.CAPACITY,
-                QwenModelOptions.KV_BUDGET, QwenModelOptions.DEVICE, QwenModelOptions.ON_INVALID_INPUT);
+                QwenModelOptions.KV_BUDGET, QwenModelOptions.DEVICE, QwenModelOptions.ON_INVALID_INPUT,
+                QwenModelOptions.KV_TYPE);
     }
 
     @Override
@@ -89,7 +90,9 @@ public final class QwenModelProviderFactory implements ModelProviderFactory {
             EngineSpec engine = new EngineSpec(o.get(QwenModelOptions.MODEL), o.get(QwenModelOptions.THREADS),
                     o.get(QwenModelOptions.MAX_SEQUENCES), o.get(QwenModelOptions.CAPACITY),
                     o.get(QwenModelOptions.KV_BUDGET).getBytes(), o.getOptional(QwenModelOptions.DEVICE)
-                            .orElse(System.getProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY, "auto")));
+                            .orElse(System.getProperty(io.flinkqwen.kernels.backend.KernelBackends.DEVICE_PROPERTY, "auto")),
+                    QwenFunctionOptions.kvFormat(o.getOptional(QwenModelOptions.KV_TYPE).orElse(null),
+                            "'" + QwenModelOptions.KV_TYPE.key() + "'"));
             return new QwenModelProvider.Spec(name, engine, task, targetLang, o.get(QwenModelOptions.SYSTEM_PROMPT),
                     maxTokens, temperature, o.get(QwenModelOptions.SEED), o.get(QwenModelOptions.ON_INVALID_INPUT));
         } catch (IllegalArgumentException e) {

@@ -13,6 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.flinkqwen.engine.LoadedModel;
 import io.flinkqwen.engine.generate.Generator;
 import io.flinkqwen.engine.generate.SamplingParams;
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.engine.serve.EngineStats;
 import io.flinkqwen.engine.serve.GenerationRequest;
 import io.flinkqwen.engine.serve.GenerationResult;
@@ -360,6 +361,29 @@ class LongContextInferenceOperatorTest {
         public void close() {
             delegate.close();
         }
+    }
+
+    /** The KV formats the engines of {@link #operatorStoresItsKvCachesInTheSettingsFormat} got, in order. */
+    static final List<KvFormat> KV_FORMATS_SEEN = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    @Test
+    void operatorStoresItsKvCachesInTheSettingsFormat() throws Exception {
+        KV_FORMATS_SEEN.clear();
+        EngineFactory recording = (forward, s) -> {
+            KV_FORMATS_SEEN.add(forward.kvFormat());
+            return EngineFactory.continuousBatching().create(forward, s);
+        };
+        for (KvFormat f : List.of(KvFormat.Q8, KvFormat.F16)) {
+            try (var h = harness(factory(settings().withKvFormat(f), recording))) {
+                h.open();
+                h.processElement(new InferenceEvent("a", "a1", "hello world", 1), 1);
+                h.endInput();
+                assertEquals(1, results(h).size(), f + ": the event is answered");
+                assertEquals(List.of(), rejected(h));
+            }
+        }
+        assertEquals(List.of(KvFormat.Q8, KvFormat.F16), KV_FORMATS_SEEN);
+        assertEquals(KvFormat.F32, settings().resolvedKvFormat(), "unset, without the system property: F32");
     }
 
     @Test

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.engine.tokenizer.ChatMl;
 import io.flinkqwen.operators.arrow.ArrowRequestBatcher;
 import java.time.Duration;
@@ -84,6 +85,26 @@ class QwenInferenceTest {
     void builderRejectsANegativeKvBudgetAndTimeout() {
         assertMentions(failure(b -> b.kvBudgetBytes(-1)), "kvBudgetBytes is -1", "kvBudgetBytes(bytes)");
         assertMentions(failure(b -> b.requestTimeout(Duration.ofSeconds(-2))), "requestTimeout", "Duration.ZERO");
+    }
+
+    @Test
+    void builderRejectsAnUnknownKvTypeNamingTheAllowedOnes() {
+        assertMentions(failure(b -> b.kvType("q4")), "kvType must be one of f32, f16, q8", "got 'q4'", "kvType(..)",
+                "qwen.kv-type");
+    }
+
+    @Test
+    void kvTypeIsParsedInAnyCaseAndLeftToTheTaskManagerWhenUnset() {
+        assertEquals(KvFormat.F16, valid().kvType(" F16 ").build().settings().kvFormat());
+        assertEquals(KvFormat.Q8, valid().kvType(KvFormat.Q8).build().settings().kvFormat());
+        assertEquals(null, valid().build().settings().kvFormat(), "unset: the task manager's flinkqwen.kv decides");
+        Configuration c = new Configuration();
+        c.set(QwenInferenceOptions.MODEL_PATH, "/models/q.gguf");
+        c.set(QwenInferenceOptions.KV_TYPE, "q8");
+        assertEquals(KvFormat.Q8, QwenInferenceOptions.toSettings(c).kvFormat());
+        c.set(QwenInferenceOptions.KV_TYPE, "int4");
+        assertMentions(assertThrows(IllegalArgumentException.class, () -> QwenInferenceOptions.toSettings(c)).getMessage(),
+                "got 'int4'", "qwen.kv-type");
     }
 
     @Test

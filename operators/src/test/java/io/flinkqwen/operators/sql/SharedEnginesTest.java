@@ -12,6 +12,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.flinkqwen.engine.generate.SamplingParams;
+import io.flinkqwen.engine.model.KvFormat;
 import io.flinkqwen.engine.serve.GenerationRequest;
 import io.flinkqwen.engine.serve.GenerationResult;
 import io.flinkqwen.engine.testmodel.TestModelGenerator;
@@ -21,6 +22,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.table.api.ValidationException;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -85,5 +88,51 @@ class SharedEnginesTest {
                 k -> Map.of("qwen.model.path", "job.gguf", "qwen.engine.threads", "3").get(k));
         assertEquals(new EngineSpec("job.gguf", 2, 4, 16, 256L << 20), r.spec(), "the constructor's options win");
         assertEquals("Japanese", io.flinkqwen.operators.inference.Task.languages().get(SqlPrompts.languageCode(" JAPANESE ")));
+    }
+
+    @Test
+    void kvTypeOfFunctionsAndModelsIsValidatedAndPartOfTheEngine() {
+        QwenFunctionOptions.Resolved q8 = QwenFunctionOptions.resolve("QWEN_GENERATE", Map.of("qwen.kv-type", "Q8"),
+                k -> k.equals("qwen.model.path") ? "m.gguf" : null);
+        assertEquals(KvFormat.Q8, q8.spec().kvFormat());
+        QwenFunctionOptions.Resolved fromJob = QwenFunctionOptions.resolve("QWEN_GENERATE", Map.of(),
+                k -> Map.of("qwen.model.path", "m.gguf", "qwen.kv-type", "f16").get(k));
+        assertEquals(KvFormat.F16, fromJob.spec().kvFormat(), "from the job parameters");
+        assertEquals(KvFormat.F32, QwenFunctionOptions.resolve("QWEN_GENERATE", Map.of(),
+                k -> k.equals("qwen.model.path") ? "m.gguf" : null).spec().kvFormat(), "unset, no system property: F32");
+        IllegalArgumentException bad = assertThrows(IllegalArgumentException.class, () -> QwenFunctionOptions.resolve(
+                "QWEN_TRANSLATE", Map.of("qwen.kv-type", "q4"), k -> k.equals("qwen.model.path") ? "m.gguf" : null));
+        assertEquals("QWEN_TRANSLATE: qwen.kv-type must be one of f32, f16, q8 (the KV cache format), got 'q4'",
+                bad.getMessage());
+        // listed last: the unknown-option message keeps its order
+        IllegalArgumentException unknown = assertThrows(IllegalArgumentException.class, () -> QwenFunctionOptions.resolve(
+                "QWEN_GENERATE", Map.of("qwen.kv.type", "q8"), k -> null));
+        assertTrue(unknown.getMessage().endsWith("qwen.on-invalid-input, qwen.kv-type"), unknown.getMessage());
+
+        // CREATE MODEL ... WITH ('kv-type' = ..)
+        Configuration model = new Configuration();
+        model.setString("model", "m.gguf");
+        model.setString("kv-type", "f16");
+        assertEquals(KvFormat.F16, QwenModelProviderFactory.spec("m", model).engine().kvFormat());
+        model.setString("kv-type", "bf16");
+        ValidationException e = assertThrows(ValidationException.class, () -> QwenModelProviderFactory.spec("m", model));
+        assertEquals("model m (provider 'qwen2'): 'kv-type' must be one of f32, f16, q8 (the KV cache format), got 'bf16'",
+                e.getMessage());
+        assertTrue(new QwenModelProviderFactory().optionalOptions().contains(QwenModelOptions.KV_TYPE));
+    }
+
+    @Test
+    void specsThatDifferInKvTypeGetTheirOwnEngines() {
+        EngineSpec f32 = new EngineSpec(gguf.toString(), 1, 2, 2, 1L << 20, "cpu", KvFormat.F32);
+        EngineSpec q8 = new EngineSpec(gguf.toString(), 1, 2, 2, 1L << 20, "cpu", KvFormat.Q8);
+        try (SharedEngines.Lease a = SharedEngines.acquire(f32);
+                SharedEngines.Lease b = SharedEngines.acquire(q8)) {
+            assertEquals(2, SharedEngines.loaded(), "another KV type is another engine");
+            int[] prompt = b.chatMl().encode(SqlPrompts.summarize("disk full"), true);
+            SamplingParams greedy = SamplingParams.greedy(3, b.stopTokens());
+            assertTrue(b.submit(new GenerationRequest("q8", prompt, greedy)).join().ids().length <= 3,
+                    "a Q8 engine answers");
+        }
+        assertEquals(0, SharedEngines.loaded());
     }
 }
