@@ -478,8 +478,15 @@ public final class Qwen2Model {
             int groups = config.kvGroups();
             int headUnits = config.numAttentionHeads() / headsPerUnit;
             float scale = (float) (1.0 / Math.sqrt(headDim));
+            // row blocks in zig-zag order (0, last, 1, last - 1, ...): a causal row block's cost
+            // grows with its position, so contiguous ranges of units would give the last worker
+            // the longest rows (measured: the worker thread spent 6% of a MoE prefill in
+            // attention, the caller 1.5%); each unit's result does not depend on who runs it
+            int rowBlocks = ceilDiv(rows, rowsPerUnit);
             for (int i = start; i < end; i++) {
-                int t0 = (i / headUnits) * rowsPerUnit;
+                int u = i / headUnits;
+                int rb = (u & 1) == 0 ? u >> 1 : rowBlocks - 1 - (u >> 1);
+                int t0 = rb * rowsPerUnit;
                 int first = (i % headUnits) * headsPerUnit;
                 attend(rowCache[t0], layer, first / groups, t0, Math.min(rowsPerUnit, rows - t0), first, headsPerUnit,
                         scale, worker);
