@@ -259,7 +259,7 @@ class ClusterJobsITCase {
                 + victimTokens + " " + victimSummaries + ": the kill did not land mid-generation");
         assertTrue(committedAtKill < SOURCES.size() * LINES / EVERY, "every summary was committed before the kill");
         log("TaskManager %s (subtask %d) killed mid-generation: its metrics, read over REST %.0f ms before the"
-                + " SIGKILL (the JobManager fetches them every 500 ms), showed %.0f requests in flight and %.0f of the"
+                + " SIGKILL (the JobManager fetches them every 100 ms), showed %.0f requests in flight and %.0f of the"
                 + " %d tokens of its second summaries %s generated (+%.0f since the fetch before); %d of %d summaries"
                 + " committed at the kill", victim, seen.subtask(),
                 sampleToKillMillis, seen.inFlight(), seen.generated(), victimTokens, victimSummaries, seen.advance(),
@@ -423,15 +423,17 @@ class ClusterJobsITCase {
      * by prefill (which would slow the model further).
      */
     static final int SLOW_SINK_KV_MIB = 48;
+    /** The result sinks' {@code buffer.memory} in the slow-sink scenario: about 20 results. */
+    static final int SLOW_SINK_PRODUCER_BUFFER = 4096;
 
     @Test
     @Order(6)
     void slowSinkBackPressuresTheSourceWithinTheMemoryBudgets() throws Exception {
         Topics t = topics("tr-slow");
-        // 93 KB of input (46 KB per source subtask on average): the source was back-pressured in
-        // 126-155 of 128-165 samples in two runs; with 46 or 70 KB of input (1 s checkpoints), and
-        // with 70 KB and 200 ms checkpoints, in none of 40-113 samples (the operator takes a key's
-        // later events into keyed state at once; what limits how much it takes is not established)
+        // 93 KB of input (46 KB per source subtask on average). Before the sinks got a small
+        // producer buffer, the source was back-pressured only when the model was slow (126-155 of
+        // 128-165 samples in two loaded runs, none of 82 on a quiet machine): the default 32 MiB
+        // producer buffer took every result and the quota never reached the job
         int docs = Integer.getInteger("flinkqwen.cluster.slow-sink.docs", 16);
         int segments = Integer.getInteger("flinkqwen.cluster.slow-sink.segments", 16);
         int chars = Integer.getInteger("flinkqwen.cluster.slow-sink.chars", 300);
@@ -445,6 +447,11 @@ class ClusterJobsITCase {
             // each key's whole history fits its context (no sliding window, which re-prefills it)
             List<String> args = new ArrayList<>(withOption(translateArgs(t, 2, model), "--context-tokens", SUMMARY_CONTEXT));
             args.addAll(List.of("--kv-budget-mib", Integer.toString(SLOW_SINK_KV_MIB)));
+            // a small producer buffer: with Kafka's default 32 MiB the producer absorbs every
+            // result and the throttled broker never reaches the job; with 4 KiB, send() waits for
+            // the broker, the sink's task waits with it and the back-pressure travels upstream
+            args.addAll(List.of("--kafka-producer-property", "buffer.memory=" + SLOW_SINK_PRODUCER_BUFFER,
+                    "--kafka-producer-property", "batch.size=1024"));
             String job = submit(args);
             awaitAllTasksRunning(job);
             String vertex = cluster.rest.vertexWithMetric(job, "kvBytesInUse");

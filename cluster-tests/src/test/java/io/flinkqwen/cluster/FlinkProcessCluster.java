@@ -130,7 +130,7 @@ final class FlinkProcessCluster implements AutoCloseable {
         c.put("heartbeat.interval", "1000");
         c.put("heartbeat.timeout", "5000");
         c.put("cluster.registration.error-delay", "500 ms");
-        c.put("metrics.fetcher.update-interval", "500 ms");
+        c.put("metrics.fetcher.update-interval", "100 ms"); // fresh enough to see a generation under way (scenario 1)
         c.put("state.backend.type", "hashmap");
         c.put("execution.checkpointing.dir", dir.resolve("checkpoints").toUri().toString());
         c.put("io.tmp.dirs", dir.resolve("tmp").toString());

@@ -9,6 +9,7 @@ import io.flinkqwen.connectors.format.DeadLetter;
 import io.flinkqwen.connectors.format.RecordDecoder;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Map;
 import org.apache.flink.annotation.PublicEvolving;
 import org.apache.flink.api.common.serialization.SerializationSchema;
 import org.apache.flink.connector.base.DeliveryGuarantee;
@@ -77,6 +78,16 @@ public final class KafkaIo {
      */
     public static <T> KafkaSink<T> sink(String bootstrapServers, String topic, SerializationSchema<T> value,
             SerializableFunction<T, String> key, DeliveryGuarantee guarantee, String transactionalIdPrefix) {
+        return sink(bootstrapServers, topic, value, key, guarantee, transactionalIdPrefix, Map.of());
+    }
+
+    /**
+     * {@link #sink} with Kafka producer settings of the user's ({@code compression.type}, {@code
+     * buffer.memory}, ...), applied after the sink's own, so they override them.
+     */
+    public static <T> KafkaSink<T> sink(String bootstrapServers, String topic, SerializationSchema<T> value,
+            SerializableFunction<T, String> key, DeliveryGuarantee guarantee, String transactionalIdPrefix,
+            Map<String, String> producerProperties) {
         require(bootstrapServers, "bootstrapServers", "pass host:port[,host:port] of the Kafka brokers (--kafka-bootstrap)");
         require(topic, "topic", "name the topic to write (--output-topic)");
         if (guarantee == DeliveryGuarantee.EXACTLY_ONCE) {
@@ -96,6 +107,7 @@ public final class KafkaIo {
         if (transactionalIdPrefix != null) {
             b.setTransactionalIdPrefix(transactionalIdPrefix);
         }
+        producerProperties.forEach(b::setProperty);
         return b.build();
     }
 

@@ -22,7 +22,9 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
@@ -59,6 +61,9 @@ final class StreamingJob {
     /** The flags every streaming command takes. */
     static final Set<String> FLAGS = Set.of("bounded");
 
+    /** The repeatable options every streaming command takes. */
+    static final Set<String> REPEATABLE = Set.of("kafka-producer-property");
+
     /** The usage lines of {@link #OPTIONS} and {@link #FLAGS}, after the command's own. */
     static final List<String> USAGE = List.of(
             "  --input -          standard input (embedded MiniCluster only; not replayed after a failure)",
@@ -69,7 +74,10 @@ final class StreamingJob {
             "                     isolation.level=read_committed to hide uncommitted results",
             "  --bounded          Kafka: stop at the input topic's end as of the start",
             "  --max-record-bytes longer records are dead letters (default " + JsonRecords.DEFAULT_MAX_RECORD_BYTES + ")",
-            "  --parallelism      of the job (default 1; under flink run: its -p, else the cluster's default)");
+            "  --parallelism      of the job (default 1; under flink run: its -p, else the cluster's default)",
+            "  --kafka-producer-property KEY=VALUE",
+            "                     a Kafka producer setting of the result and dead-letter sinks (repeatable;",
+            "                     e.g. compression.type=zstd, buffer.memory=...); it overrides the job's own");
 
     final String command;
     final Args args;
@@ -80,6 +88,8 @@ final class StreamingJob {
     final Duration checkpointInterval;
     final int parallelism;
     final int maxRecordBytes;
+    /** {@code --kafka-producer-property} settings, in command-line order. */
+    final Map<String, String> producerProperties;
 
     private StreamingJob(String command, Args a) {
         this.command = command;
@@ -95,6 +105,17 @@ final class StreamingJob {
         }
         if (!kafka && a.flag("bounded")) {
             throw new Args.UsageException(command + ": --bounded needs --kafka-bootstrap (files end by themselves)");
+        }
+        producerProperties = new LinkedHashMap<>();
+        for (String kv : a.all("kafka-producer-property")) {
+            int eq = kv.indexOf('=');
+            if (eq <= 0) {
+                throw new Args.UsageException(command + ": --kafka-producer-property takes KEY=VALUE, got '" + kv + "'");
+            }
+            if (!kafka) {
+                throw new Args.UsageException(command + ": --kafka-producer-property needs --kafka-bootstrap");
+            }
+            producerProperties.put(kv.substring(0, eq).trim(), kv.substring(eq + 1).trim());
         }
         switch (a.string("delivery", "exactly-once")) {
             case "exactly-once":
@@ -199,10 +220,10 @@ final class StreamingJob {
             String bootstrap = args.string("kafka-bootstrap");
             String run = "flink-qwen-" + command + "-" + UUID.randomUUID().toString().substring(0, 8);
             results.sinkTo(KafkaIo.sink(bootstrap, args.string("output-topic"), format, key, delivery,
-                    run + "-results")).name("kafka-results");
+                    run + "-results", producerProperties)).name("kafka-results");
             if (args.has("dead-letter-topic")) {
                 deadLetters.sinkTo(KafkaIo.sink(bootstrap, args.string("dead-letter-topic"), new DeadLetterFormat(),
-                        DeadLetter::origin, delivery, run + "-dead")).name("kafka-dead-letters");
+                        DeadLetter::origin, delivery, run + "-dead", producerProperties)).name("kafka-dead-letters");
             } else {
                 deadLetters.map(StreamingJob::describe).returns(Types.STRING).print("dead letter").name("dead-letters");
             }
@@ -264,7 +285,7 @@ final class StreamingJob {
     }
 
     /** The inference options both commands take besides the model's: {@code --threads}, {@code --kv-budget-mib}. */
-    static final Set<String> ENGINE_OPTIONS = Set.of("threads", "kv-budget-mib");
+    static final Set<String> ENGINE_OPTIONS = Set.of("threads", "kv-budget-mib", "kv-type");
 
     /** The usage lines of {@link #ENGINE_OPTIONS}. */
     static final List<String> ENGINE_USAGE = List.of(

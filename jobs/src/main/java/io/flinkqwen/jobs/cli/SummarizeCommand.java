@@ -100,7 +100,7 @@ final class SummarizeCommand implements Main.Command {
                         "template", "system", "max-new-tokens", "context-tokens", "threads",
                         "kv-budget-mib",
                         "kv-type"),
-                StreamingJob.FLAGS);
+                StreamingJob.FLAGS, StreamingJob.REPEATABLE);
         StreamingJob job = StreamingJob.parse("summarize", a);
 
         boolean triggerGiven = a.has("every") || a.has("every-seconds");

@@ -78,7 +78,7 @@ final class TranslateCommand implements Main.Command {
                 StreamingJob.with(StreamingJob.OPTIONS, "model", "to", "max-new-tokens", "context-tokens", "threads",
                         "kv-budget-mib",
                         "kv-type"),
-                StreamingJob.FLAGS);
+                StreamingJob.FLAGS, StreamingJob.REPEATABLE);
         Set<String> languages = new LinkedHashSet<>();
         for (String lang : a.string("to").split(",")) {
             try {

@@ -34,4 +34,34 @@ class StreamingJobTest {
         String m = assertThrows(Args.UsageException.class, () -> engine("--kv-budget-mib", "-1")).getMessage();
         assertTrue(m.contains("translate: --kv-budget-mib must be >= 0, got -1"), m);
     }
+
+    @Test
+    void kvTypeSetsTheOperatorsKvFormatAndUnsetLeavesItToTheTaskManager() {
+        assertEquals(io.flinkqwen.engine.model.KvFormat.Q8, engine("--kv-type", "q8").kvFormat());
+        assertEquals(null, engine().kvFormat());
+        String m = assertThrows(Args.UsageException.class, () -> engine("--kv-type", "q4")).getMessage();
+        assertTrue(m.contains("q4"), m);
+    }
+
+    static StreamingJob job(String... argv) {
+        Args a = Args.parse("translate", List.of(argv), StreamingJob.OPTIONS, StreamingJob.FLAGS, StreamingJob.REPEATABLE);
+        return StreamingJob.parse("translate", a);
+    }
+
+    @Test
+    void kafkaProducerPropertiesAreKeptInOrderAndCheckedForKeyAndValue() {
+        StreamingJob j = job("--kafka-bootstrap", "127.0.0.1:9092", "--input-topic", "in", "--output-topic", "out",
+                "--kafka-producer-property", "buffer.memory=4096", "--kafka-producer-property=compression.type = zstd",
+                "--kafka-producer-property", "linger.ms=");
+        assertEquals(List.of("buffer.memory", "compression.type", "linger.ms"), List.copyOf(j.producerProperties.keySet()));
+        assertEquals("4096", j.producerProperties.get("buffer.memory"));
+        assertEquals("zstd", j.producerProperties.get("compression.type"));
+        assertEquals("", j.producerProperties.get("linger.ms"));
+        String m = assertThrows(Args.UsageException.class, () -> job("--kafka-bootstrap", "h:1", "--input-topic", "in",
+                "--output-topic", "out", "--kafka-producer-property", "buffer.memory")).getMessage();
+        assertTrue(m.contains("--kafka-producer-property takes KEY=VALUE, got 'buffer.memory'"), m);
+        m = assertThrows(Args.UsageException.class, () -> job("--input", "x.jsonl", "--kafka-producer-property", "a=b"))
+                .getMessage();
+        assertTrue(m.contains("--kafka-producer-property needs --kafka-bootstrap"), m);
+    }
 }
