@@ -126,6 +126,37 @@ class MatMulTest {
 
     @ParameterizedTest
     @EnumSource(DType.class)
+    void gemmGivesATokenTheSameBitsWhicheverTileItLandsIn(DType type) {
+        // Above GEMM_MIN tokens the GEMM runs in tiles of 2L tokens; a last tile of at most L
+        // tokens takes the one-vector step, a fuller one the two-vector step. The 2L + 3 tokens
+        // of the short batch end in a one-vector tile; in the long batch (3L + 1 tokens) the
+        // same tokens sit in two-vector tiles. Both must give every shared token the same bits.
+        if (type.isQuantized() && !Simd.QUANT_VECTORS || !type.isQuantized() && type != DType.F32 && !Simd.HALF_VECTORS) {
+            return; // the scalar twin runs instead: no tiles
+        }
+        Random rnd = new Random(60 + type.ordinal());
+        int rows = 13; // two full steps of six rows and a step of one
+        int cols = 64;
+        WeightMatrix w = WeightMatrix.onHeap(type, rows, cols,
+                TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols));
+        int lanes = Simd.L;
+        int shortBatch = Math.max(2 * lanes + 3, MatMul.GEMM_MIN + 1);
+        int longBatch = shortBatch + lanes + 1;
+        assertTrue(shortBatch % (2 * lanes) <= lanes && shortBatch % (2 * lanes) > 0, "short batch ends in a one-vector tile");
+        assertTrue(longBatch % (2 * lanes) > lanes || longBatch % (2 * lanes) == 0, "long batch ends in a two-vector tile");
+        float[] x = Numerics.uniform(rnd, longBatch * cols, 1f);
+        for (KernelPool pool : POOLS) {
+            float[] shortOut = new float[shortBatch * rows];
+            float[] longOut = new float[longBatch * rows];
+            MatMul.matMul(pool, shortOut, w, x, shortBatch);
+            MatMul.matMul(pool, longOut, w, x, longBatch);
+            Numerics.assertSameBits(longOut, 0, shortOut, 0, shortOut.length,
+                    type + " tokens " + shortBatch + " vs " + longBatch + " threads " + pool.threads());
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
     void matMulManyGivesEachMatrixTheBitsOfItsOwnMatMul(DType type) {
         // q/k/v-like: three matrices of different heights over the same activations
         Random rnd = new Random(40 + type.ordinal());
