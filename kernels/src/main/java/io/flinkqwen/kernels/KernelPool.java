@@ -14,9 +14,15 @@ import java.util.concurrent.locks.LockSupport;
 /**
  * A fixed pool of kernel threads that splits a range of work items into contiguous pieces.
  *
- * <p>The calling thread is worker 0 and runs a piece itself; {@code threads - 1} daemon threads
+ * <p>The calling thread is worker 0 and runs pieces itself; {@code threads - 1} daemon threads
  * named {@code flinkqwen-kernel-N} (N = worker index, 1-based) run the others. Each worker owns
  * one {@link Scratch}, handed to kernels through {@link #scratch(int)}.
+ *
+ * <p>A call cuts its range into up to {@link #CHUNKS_PER_THREAD} pieces per thread, and each
+ * worker takes the next piece not yet taken until none is left. A worker that runs slower (a
+ * core shared with another tenant of the host, a MoE layer whose experts cost more per row than
+ * the split assumed) then takes fewer pieces instead of holding the others up: with one piece
+ * per worker the call lasts as long as its slowest worker's half.
  *
  * <p>Calls are frequent (a forward pass makes a few hundred per token) and short, so idle workers
  * spin for {@link #DEFAULT_SPIN_NANOS} before they park, and {@link #parallelFor} allocates
@@ -33,8 +39,9 @@ public final class KernelPool implements AutoCloseable {
     public interface RangeTask {
         /**
          * Runs items {@code [start, end)}; {@code start < end}. {@code worker} is in {@code [0,
-         * threads)} and no other piece of the same call gets the same worker index, so it may
-         * select per-worker scratch.
+         * threads)}; a worker runs its pieces of a call one after another, never two at once, so
+         * the index may select per-worker scratch. Which worker runs which piece, and how many
+         * pieces a worker runs, varies from call to call.
          */
         void run(int start, int end, int worker);
     }
@@ -42,8 +49,11 @@ public final class KernelPool implements AutoCloseable {
     /** How long an idle worker (or the waiting caller) spins before parking. */
     public static final long DEFAULT_SPIN_NANOS = TimeUnit.MICROSECONDS.toNanos(50);
 
-    /** Ranges are multiples of this many items when every thread gets at least 4 grains. */
+    /** Pieces are multiples of this many items when every piece gets at least 4 grains. */
     static final int GRAIN = 16;
+
+    /** Pieces per thread a call is cut into, at most (fewer when there are fewer items). */
+    static final int CHUNKS_PER_THREAD = 4;
 
     private static final int SPINS_PER_CLOCK_READ = 64;
 
@@ -55,6 +65,8 @@ public final class KernelPool implements AutoCloseable {
     // Published to the workers by the volatile write of generation.
     private RangeTask task;
     private int n;
+    private int chunks;
+    private final AtomicInteger nextChunk = new AtomicInteger();
 
     private volatile int generation;
     private volatile boolean closed;
@@ -114,11 +126,12 @@ public final class KernelPool implements AutoCloseable {
     }
 
     /**
-     * Runs {@code task} over {@code [0, n)} split into {@link #threads()} contiguous, balanced
-     * ranges (multiples of a small grain when {@code n} is large enough; see {@link
-     * #rangeStart}), one per worker, the caller running worker 0's range. Empty ranges are not
-     * run. Returns when every range is done; if any range threw, rethrows the first throwable
-     * (others are added as suppressed) after all ranges finished.
+     * Runs {@code task} over {@code [0, n)} cut into contiguous, balanced pieces ({@link
+     * #CHUNKS_PER_THREAD} per thread at most, multiples of a small grain when {@code n} is large
+     * enough; see {@link #rangeStart}), which the workers, the caller among them, take one at a
+     * time until none is left. Empty pieces are not run. Returns when every piece is done; if
+     * any piece threw, rethrows the first throwable (others are added as suppressed) after all
+     * pieces finished.
      *
      * @throws IllegalStateException if the pool is closed or already inside a {@code parallelFor}
      */
@@ -139,7 +152,7 @@ public final class KernelPool implements AutoCloseable {
         }
         if (threads == 1) {
             try {
-                task.run(0, n, 0);
+                task.run(0, n, 0); // one piece: nothing to balance
             } finally {
                 busy.set(false);
             }
@@ -148,6 +161,8 @@ public final class KernelPool implements AutoCloseable {
         try {
             this.task = task;
             this.n = n;
+            this.chunks = Math.min(n, threads * CHUNKS_PER_THREAD);
+            nextChunk.set(0);
             this.caller = Thread.currentThread();
             pending.set(threads - 1);
             generation = generation + 1; // publishes task and n; only the caller writes it
@@ -157,11 +172,7 @@ public final class KernelPool implements AutoCloseable {
                     LockSupport.unpark(w.thread);
                 }
             }
-            try {
-                runRange(0);
-            } catch (Throwable t) {
-                recordFailure(t);
-            }
+            runChunks(0);
             awaitWorkers();
             this.task = null;
             Throwable t = failure.getAndSet(null);
@@ -174,23 +185,37 @@ public final class KernelPool implements AutoCloseable {
     }
 
     /**
-     * First item of worker {@code worker}'s range when {@code n} items are split over {@code
-     * threads} workers; the range ends where worker {@code worker + 1}'s starts ({@code n} for the
-     * last). Ranges are whole grains of {@link #GRAIN} items when each thread gets at least 4
-     * grains, else single items; sizes differ by at most one grain.
+     * First item of piece {@code piece} when {@code n} items are cut into {@code pieces}; the
+     * piece ends where piece {@code piece + 1} starts ({@code n} for the last). Pieces are whole
+     * grains of {@link #GRAIN} items when each gets at least 4 grains, else single items; sizes
+     * differ by at most one grain.
      */
-    static int rangeStart(int n, int threads, int worker) {
-        int grain = n >= GRAIN * 4L * threads ? GRAIN : 1;
+    static int rangeStart(int n, int pieces, int piece) {
+        int grain = n >= GRAIN * 4L * pieces ? GRAIN : 1;
         long units = (n + (long) grain - 1) / grain;
-        long start = units * worker / threads * grain;
+        long start = units * piece / pieces * grain;
         return (int) Math.min(n, start);
     }
 
-    private void runRange(int worker) {
-        int start = rangeStart(n, threads, worker);
-        int end = rangeStart(n, threads, worker + 1);
-        if (start < end) {
-            task.run(start, end, worker);
+    /**
+     * Runs pieces of the current call until none is left. A piece that throws is recorded and
+     * the worker goes on with the next: every piece runs, as every range did when there was one
+     * per worker, and the call reports the failures at the end.
+     */
+    private void runChunks(int worker) {
+        RangeTask t = task;
+        int total = n;
+        int count = chunks;
+        for (int c = nextChunk.getAndIncrement(); c < count; c = nextChunk.getAndIncrement()) {
+            int start = rangeStart(total, count, c);
+            int end = rangeStart(total, count, c + 1);
+            if (start < end) {
+                try {
+                    t.run(start, end, worker);
+                } catch (Throwable e) {
+                    recordFailure(e);
+                }
+            }
         }
     }
 
@@ -283,9 +308,7 @@ public final class KernelPool implements AutoCloseable {
                 }
                 seen = g;
                 try {
-                    runRange(index);
-                } catch (Throwable t) {
-                    recordFailure(t);
+                    runChunks(index);
                 } finally {
                     if (pending.decrementAndGet() == 0 && callerParked) {
                         LockSupport.unpark(caller);

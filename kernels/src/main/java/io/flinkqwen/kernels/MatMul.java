@@ -61,6 +61,11 @@ public final class MatMul {
     static final int COPY_BYTES = 16 * 1024;
 
     private static final ThreadLocal<RowsTask> TASKS = ThreadLocal.withInitial(RowsTask::new);
+    /**
+     * Ids of pool calls: a worker that runs several pieces of one call transposes each input's
+     * activations for the GEMM once ({@link Scratch#tilesHold}), not once per piece.
+     */
+    private static final java.util.concurrent.atomic.AtomicLong CALLS = new java.util.concurrent.atomic.AtomicLong();
     private static final ThreadLocal<ManyTask> MANY_TASKS = ThreadLocal.withInitial(ManyTask::new);
 
     private MatMul() {}
@@ -184,6 +189,12 @@ public final class MatMul {
      */
     public static void matMulRows(
             float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
+        matMulRows(out, w, x, nTokens, rowStart, rowEnd, scratch, 0);
+    }
+
+    /** {@link #matMulRows} as a piece of pool call {@code call} (0: none). */
+    private static void matMulRows(
+            float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch, long call) {
         checkShapes(out, w, x, nTokens);
         checkRange(w, rowStart, rowEnd);
         DType type = w.dtype();
@@ -193,7 +204,7 @@ public final class MatMul {
             return;
         }
         if (nTokens > GEMM_MIN) {
-            gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch);
+            gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, call);
             return;
         }
         if (nTokens > 1) {
@@ -496,13 +507,32 @@ public final class MatMul {
      * weights' layout.
      */
     static void gemmRows(float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
+        gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, 0);
+    }
+
+    /**
+     * {@link #gemmRows} as a piece of pool call {@code call}: the activations are transposed
+     * only if this worker has not transposed them already in this call.
+     */
+    private static void gemmRows(
+            float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch, long call) {
         int rows = w.rows();
         int cols = w.cols();
         // tiles of 2L tokens, each stored column after column: xt[tile][c][2L], zero padded
         int tw = 2 * L;
         int tiles = (nTokens + tw - 1) / tw;
         int tp = tiles * tw;
-        float[] xt = scratch.floats2(tp * cols);
+        float[] xt = scratch.tiles(tp * cols);
+        if (!scratch.tilesHold(call, x, nTokens, cols)) {
+            transposeTiles(xt, x, nTokens, cols, tiles);
+            scratch.tilesHeld(call, x, nTokens, cols);
+        }
+        gemmSteps(out, w, nTokens, rowStart, rowEnd, scratch, xt, tiles);
+    }
+
+    /** x (nTokens, cols) into tiles of 2L tokens, each column after column, zero padded. */
+    private static void transposeTiles(float[] xt, float[] x, int nTokens, int cols, int tiles) {
+        int tw = 2 * L;
         for (int tile = 0; tile < tiles; tile++) {
             int base = tile * cols * tw;
             for (int j = 0; j < tw; j++) {
@@ -518,6 +548,14 @@ public final class MatMul {
                 }
             }
         }
+    }
+
+    /** The rows {@code [rowStart, rowEnd)} of {@link #gemmRows} over transposed tiles. */
+    private static void gemmSteps(
+            float[] out, WeightMatrix w, int nTokens, int rowStart, int rowEnd, Scratch scratch, float[] xt, int tiles) {
+        int rows = w.rows();
+        int cols = w.cols();
+        int tw = 2 * L;
         // ROWS_PER_STEP decoded rows, then 2L floats of spill for the results
         float[] wr = scratch.floats(ROWS_PER_STEP * cols + 2 * L);
         int spill = ROWS_PER_STEP * cols;
@@ -848,6 +886,7 @@ public final class MatMul {
         private WeightMatrix w;
         private float[] x;
         private int nTokens;
+        private long call;
 
         void set(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
             this.pool = pool;
@@ -855,6 +894,7 @@ public final class MatMul {
             this.w = w;
             this.x = x;
             this.nTokens = nTokens;
+            this.call = pool == null ? 0 : CALLS.incrementAndGet();
         }
 
         /** Drops the references so the task does not keep activations or weights reachable. */
@@ -864,7 +904,7 @@ public final class MatMul {
 
         @Override
         public void run(int start, int end, int worker) {
-            matMulRows(out, w, x, nTokens, start, end, pool.scratch(worker));
+            matMulRows(out, w, x, nTokens, start, end, pool.scratch(worker), call);
         }
     }
 
@@ -880,8 +920,10 @@ public final class MatMul {
         private float[][] xs;
         private int count;
         private int nTokens;
+        private long call;
 
         void set(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, float[][] xs, int count, int nTokens) {
+            this.call = pool == null ? 0 : CALLS.incrementAndGet();
             this.pool = pool;
             this.outs = outs;
             this.ws = ws;
@@ -911,7 +953,8 @@ public final class MatMul {
                 int lo = Math.max(start, base);
                 int hi = Math.min(end, base + rows);
                 if (lo < hi) {
-                    matMulRows(outs[i], ws[i], xs != null ? xs[i] : x, nTokens, lo - base, hi - base, pool.scratch(worker));
+                    matMulRows(outs[i], ws[i], xs != null ? xs[i] : x, nTokens, lo - base, hi - base, pool.scratch(worker),
+                            call);
                 }
                 base += rows;
             }
@@ -933,7 +976,7 @@ public final class MatMul {
                 int lo = (int) Math.min(rows, Math.max(0, ceilDiv(start - base, n)));
                 int hi = (int) Math.min(rows, Math.max(0, ceilDiv(end - base, n)));
                 if (lo < hi) {
-                    matMulRows(outs[i], ws[i], xs[i], n, lo, hi, pool.scratch(worker));
+                    matMulRows(outs[i], ws[i], xs[i], n, lo, hi, pool.scratch(worker), call);
                 }
                 base += units;
             }

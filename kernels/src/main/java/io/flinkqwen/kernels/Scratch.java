@@ -28,6 +28,12 @@ public final class Scratch {
 
     private float[] floats = new float[0];
     private float[] floats2 = new float[0];
+    // the GEMM's activation tiles and what they hold: the call, the activations and their shape
+    private float[] tiles = new float[0];
+    private long tilesCall;
+    private float[] tilesSource;
+    private int tilesTokens;
+    private int tilesCols;
     private short[] shorts = new short[0];
     private byte[] bytes = new byte[0];
 
@@ -57,6 +63,35 @@ public final class Scratch {
             floats2 = new float[n];
         }
         return floats2;
+    }
+
+    /**
+     * The array for a GEMM's transposed activation tiles, at least {@code n} floats; growing it
+     * forgets what it held ({@link #tilesHold}).
+     */
+    float[] tiles(int n) {
+        if (tiles.length < n) {
+            tiles = new float[n];
+            tilesCall = 0;
+            tilesSource = null;
+        }
+        return tiles;
+    }
+
+    /**
+     * Whether {@link #tiles} holds {@code x} ({@code tokens x cols}) as transposed in matmul call
+     * {@code call} (never for call 0, a call without an id); within one call x does not change.
+     */
+    boolean tilesHold(long call, float[] x, int tokens, int cols) {
+        return call != 0 && call == tilesCall && x == tilesSource && tokens == tilesTokens && cols == tilesCols;
+    }
+
+    /** Records that {@link #tiles} now holds {@code x} as transposed in call {@code call}. */
+    void tilesHeld(long call, float[] x, int tokens, int cols) {
+        tilesCall = call;
+        tilesSource = call == 0 ? null : x;
+        tilesTokens = tokens;
+        tilesCols = cols;
     }
 
     /** A short array of at least {@code n} elements; contents undefined. */

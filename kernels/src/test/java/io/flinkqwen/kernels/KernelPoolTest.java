@@ -26,22 +26,24 @@ class KernelPoolTest {
             try (KernelPool pool = new KernelPool(threads)) {
                 for (int n : sizes) {
                     AtomicIntegerArray hits = new AtomicIntegerArray(Math.max(n, 1));
-                    AtomicIntegerArray workerUses = new AtomicIntegerArray(threads);
+                    AtomicIntegerArray busy = new AtomicIntegerArray(threads);
+                    AtomicIntegerArray pieces = new AtomicIntegerArray(1);
                     int nThreads = threads;
                     pool.parallelFor(n, (start, end, worker) -> {
                         assertTrue(0 <= worker && worker < nThreads, "worker " + worker);
                         assertTrue(start < end, "empty range run");
-                        workerUses.incrementAndGet(worker);
+                        assertEquals(0, busy.getAndIncrement(worker), "worker " + worker + " runs two pieces at once");
+                        pieces.incrementAndGet(0);
                         for (int i = start; i < end; i++) {
                             hits.incrementAndGet(i);
                         }
+                        busy.decrementAndGet(worker);
                     });
                     for (int i = 0; i < n; i++) {
                         assertEquals(1, hits.get(i), "item " + i + " of " + n + " with " + threads + " threads");
                     }
-                    for (int w = 0; w < threads; w++) {
-                        assertTrue(workerUses.get(w) <= 1, "worker " + w + " ran twice in one call");
-                    }
+                    assertTrue(pieces.get(0) <= Math.max(1, Math.min(n, threads * KernelPool.CHUNKS_PER_THREAD)),
+                            pieces.get(0) + " pieces for " + n + " items and " + threads + " threads");
                 }
             }
         }
@@ -75,8 +77,9 @@ class KernelPoolTest {
     void workerExceptionIsRethrownOnTheCallerAndThePoolStaysUsable() {
         try (KernelPool pool = new KernelPool(3)) {
             IllegalStateException boom = new IllegalStateException("boom");
+            // whichever worker takes the piece holding item 150 throws
             IllegalStateException thrown = assertThrows(IllegalStateException.class, () -> pool.parallelFor(300, (s, e, w) -> {
-                if (w == 2) {
+                if (s <= 150 && 150 < e) {
                     throw boom;
                 }
             }));
@@ -88,12 +91,13 @@ class KernelPoolTest {
     }
 
     @Test
-    void callerExceptionStillWaitsForTheWorkers() {
+    void failedPieceStillWaitsForTheOthers() {
         try (KernelPool pool = new KernelPool(3)) {
             AtomicInteger done = new AtomicInteger();
-            AssertionError boom = new AssertionError("caller range failed");
+            AssertionError boom = new AssertionError("piece 0 failed");
+            // three pieces of one item: the one holding item 0 fails at once, the other two sleep
             AssertionError thrown = assertThrows(AssertionError.class, () -> pool.parallelFor(3, (s, e, w) -> {
-                if (w == 0) {
+                if (s == 0) {
                     throw boom;
                 }
                 try {
@@ -105,6 +109,35 @@ class KernelPoolTest {
             }));
             assertSame(boom, thrown);
             assertEquals(2, done.get(), "parallelFor returned before the workers finished");
+        }
+    }
+
+    @Test
+    void aSlowWorkerTakesFewerPiecesAndDoesNotHoldUpTheCall() {
+        // worker 1 stands for a core shared with another tenant: each of its pieces takes 40 ms,
+        // the caller's take no time. The caller takes the pieces worker 1 does not get to.
+        try (KernelPool pool = new KernelPool(2)) {
+            AtomicIntegerArray piecesOf = new AtomicIntegerArray(2);
+            AtomicIntegerArray hits = new AtomicIntegerArray(800);
+            pool.parallelFor(800, (s, e, w) -> {
+                piecesOf.incrementAndGet(w);
+                for (int i = s; i < e; i++) {
+                    hits.incrementAndGet(i);
+                }
+                if (w == 1) {
+                    try {
+                        Thread.sleep(40);
+                    } catch (InterruptedException ex) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+            });
+            for (int i = 0; i < 800; i++) {
+                assertEquals(1, hits.get(i), "item " + i);
+            }
+            assertEquals(2 * KernelPool.CHUNKS_PER_THREAD, piecesOf.get(0) + piecesOf.get(1));
+            assertTrue(piecesOf.get(1) < piecesOf.get(0),
+                    "the slow worker ran " + piecesOf.get(1) + " pieces, the caller " + piecesOf.get(0));
         }
     }
 
