@@ -556,8 +556,8 @@ public final class MatMul {
         int rows = w.rows();
         int cols = w.cols();
         int tw = 2 * L;
-        // ROWS_PER_STEP decoded rows, then 2L floats of spill for the results
-        float[] wr = scratch.floats(ROWS_PER_STEP * cols + 2 * L);
+        // ROWS_PER_STEP decoded rows, then 2L floats of spill per row for the results
+        float[] wr = scratch.floats(ROWS_PER_STEP * cols + ROWS_PER_STEP * 2 * L);
         int spill = ROWS_PER_STEP * cols;
         for (int r0 = rowStart; r0 < rowEnd; r0 += ROWS_PER_STEP) {
             int nr = Math.min(ROWS_PER_STEP, rowEnd - r0);
@@ -618,35 +618,19 @@ public final class MatMul {
             a5 = v.fma(xa, a5);
             b5 = v.fma(xb, b5);
         }
-        int m = Math.min(2 * L, nTokens - t);
         a0.intoArray(wr, spill);
         b0.intoArray(wr, spill + L);
-        copyOut(out, rows, r0, t, m, wr, spill);
-        if (nr > 1) {
-            a1.intoArray(wr, spill);
-            b1.intoArray(wr, spill + L);
-            copyOut(out, rows, r0 + 1, t, m, wr, spill);
-        }
-        if (nr > 2) {
-            a2.intoArray(wr, spill);
-            b2.intoArray(wr, spill + L);
-            copyOut(out, rows, r0 + 2, t, m, wr, spill);
-        }
-        if (nr > 3) {
-            a3.intoArray(wr, spill);
-            b3.intoArray(wr, spill + L);
-            copyOut(out, rows, r0 + 3, t, m, wr, spill);
-        }
-        if (nr > 4) {
-            a4.intoArray(wr, spill);
-            b4.intoArray(wr, spill + L);
-            copyOut(out, rows, r0 + 4, t, m, wr, spill);
-        }
-        if (nr > 5) {
-            a5.intoArray(wr, spill);
-            b5.intoArray(wr, spill + L);
-            copyOut(out, rows, r0 + 5, t, m, wr, spill);
-        }
+        a1.intoArray(wr, spill + 2 * L);
+        b1.intoArray(wr, spill + 3 * L);
+        a2.intoArray(wr, spill + 4 * L);
+        b2.intoArray(wr, spill + 5 * L);
+        a3.intoArray(wr, spill + 6 * L);
+        b3.intoArray(wr, spill + 7 * L);
+        a4.intoArray(wr, spill + 8 * L);
+        b4.intoArray(wr, spill + 9 * L);
+        a5.intoArray(wr, spill + 10 * L);
+        b5.intoArray(wr, spill + 11 * L);
+        copyOut(out, rows, r0, nr, t, Math.min(2 * L, nTokens - t), wr, spill);
     }
 
     /**
@@ -673,38 +657,24 @@ public final class MatMul {
             a4 = FloatVector.broadcast(F, wr[w4 + c]).fma(xa, a4);
             a5 = FloatVector.broadcast(F, wr[w5 + c]).fma(xa, a5);
         }
-        int m = nTokens - t;
         a0.intoArray(wr, spill);
-        copyOut(out, rows, r0, t, m, wr, spill);
-        if (nr > 1) {
-            a1.intoArray(wr, spill);
-            copyOut(out, rows, r0 + 1, t, m, wr, spill);
-        }
-        if (nr > 2) {
-            a2.intoArray(wr, spill);
-            copyOut(out, rows, r0 + 2, t, m, wr, spill);
-        }
-        if (nr > 3) {
-            a3.intoArray(wr, spill);
-            copyOut(out, rows, r0 + 3, t, m, wr, spill);
-        }
-        if (nr > 4) {
-            a4.intoArray(wr, spill);
-            copyOut(out, rows, r0 + 4, t, m, wr, spill);
-        }
-        if (nr > 5) {
-            a5.intoArray(wr, spill);
-            copyOut(out, rows, r0 + 5, t, m, wr, spill);
-        }
+        a1.intoArray(wr, spill + 2 * L);
+        a2.intoArray(wr, spill + 4 * L);
+        a3.intoArray(wr, spill + 6 * L);
+        a4.intoArray(wr, spill + 8 * L);
+        a5.intoArray(wr, spill + 10 * L);
+        copyOut(out, rows, r0, nr, t, nTokens - t, wr, spill);
     }
 
     /**
-     * Row {@code r}'s results for tokens {@code t .. t + n)}, parked at {@code tmp[at]}, into out.
-     * Takes no vectors: a vector argument of a call the JIT does not inline is boxed.
+     * The results of rows {@code r0 .. r0 + nr} for tokens {@code t .. t + n)}, parked at {@code
+     * tmp[at]} (2L floats per row), into out. Takes no vectors: a vector argument of a call the JIT does not inline is boxed.
      */
-    private static void copyOut(float[] out, int rows, int r, int t, int n, float[] tmp, int at) {
-        for (int j = 0; j < n; j++) {
-            out[(t + j) * rows + r] = tmp[at + j];
+    private static void copyOut(float[] out, int rows, int r0, int nr, int t, int n, float[] tmp, int at) {
+        for (int i = 0; i < nr; i++) {
+            for (int j = 0; j < n; j++) {
+                out[(t + j) * rows + r0 + i] = tmp[at + i * 2 * L + j];
+            }
         }
     }
 
