@@ -11,6 +11,7 @@ import static io.flinkqwen.kernels.Simd.L;
 import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
+import java.util.concurrent.atomic.AtomicLong;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.ShortVector;
@@ -61,12 +62,12 @@ public final class MatMul {
     static final int COPY_BYTES = 16 * 1024;
 
     private static final ThreadLocal<RowsTask> TASKS = ThreadLocal.withInitial(RowsTask::new);
+    private static final ThreadLocal<ManyTask> MANY_TASKS = ThreadLocal.withInitial(ManyTask::new);
     /**
      * Ids of pool calls: a worker that runs several pieces of one call transposes each input's
      * activations for the GEMM once ({@link Scratch#tilesHold}), not once per piece.
      */
-    private static final java.util.concurrent.atomic.AtomicLong CALLS = new java.util.concurrent.atomic.AtomicLong();
-    private static final ThreadLocal<ManyTask> MANY_TASKS = ThreadLocal.withInitial(ManyTask::new);
+    private static final AtomicLong CALLS = new AtomicLong();
 
     private MatMul() {}
 
@@ -502,9 +503,9 @@ public final class MatMul {
      * 6 broadcasts, and no horizontal sums. A last tile of at most L tokens (a MoE expert's 17-24
      * tokens, say) takes the one-vector step instead of multiplying a vector of padding: at 4,
      * 6, 8, 17, 20, 24 and 36 tokens this ran 1.07-1.15x as fast as two-vector steps only
-     * (704x1024 Q8_0, one thread, interleaved runs). Each output is one FMA chain over the columns in order, so it
-     * does not depend on the batch it is in, the tile it lands in, the thread count or the
-     * weights' layout.
+     * (704x1024 Q8_0, one thread, interleaved runs). Each output is one FMA chain over the
+     * columns in order, so it does not depend on the batch it is in, the tile it lands in, the
+     * thread count or the weights' layout.
      */
     static void gemmRows(float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
         gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, 0);
