@@ -5,6 +5,8 @@
  */
 package io.flinkqwen.engine.model;
 
+import io.flinkqwen.kernels.Attention;
+
 /**
  * Keys and values of {@code blockPositions} consecutive positions, every layer, in one format:
  * element {@code c} of position {@code p} of layer {@code l} is at {@code (l * blockPositions +
@@ -35,6 +37,23 @@ final class KvBlock {
         valuesQ8 = format == KvFormat.Q8 ? new byte[elements] : null;
         keyScales = format == KvFormat.Q8 ? new float[elements / 32] : null;
         valueScales = format == KvFormat.Q8 ? new float[elements / 32] : null;
+    }
+
+    /**
+     * Stores one position's {@code n} key and value elements ({@code keys[kOff..]}, {@code
+     * values[vOff..]}) at element {@code off} of this block, in the block's format.
+     */
+    void store(int off, float[] keys, int kOff, float[] values, int vOff, int n) {
+        if (keysF32 != null) {
+            System.arraycopy(keys, kOff, keysF32, off, n);
+            System.arraycopy(values, vOff, valuesF32, off, n);
+        } else if (keysF16 != null) {
+            Attention.toF16Clamped(keysF16, off, keys, kOff, n);
+            Attention.toF16Clamped(valuesF16, off, values, vOff, n);
+        } else {
+            Attention.quantizeQ8(keysQ8, keyScales, off, keys, kOff, n);
+            Attention.quantizeQ8(valuesQ8, valueScales, off, values, vOff, n);
+        }
     }
 
     /** Copies every array of {@code from} (same format and size) into this block. */

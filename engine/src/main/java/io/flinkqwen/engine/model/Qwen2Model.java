@@ -559,18 +559,7 @@ public final class Qwen2Model {
         int kvDim = config.kvDim();
         int bp = cache.pool().blockPositions();
         KvBlock blk = cache.block(position / bp);
-        int off = (l * bp + position % bp) * kvDim;
-        KvFormat format = cache.pool().format();
-        if (format == KvFormat.F32) {
-            System.arraycopy(k, kOff, blk.keysF32, off, kvDim);
-            System.arraycopy(v, kOff, blk.valuesF32, off, kvDim);
-        } else if (format == KvFormat.F16) {
-            Attention.toF16Clamped(blk.keysF16, off, k, kOff, kvDim);
-            Attention.toF16Clamped(blk.valuesF16, off, v, kOff, kvDim);
-        } else {
-            Attention.quantizeQ8(blk.keysQ8, blk.keyScales, off, k, kOff, kvDim);
-            Attention.quantizeQ8(blk.valuesQ8, blk.valueScales, off, v, kOff, kvDim);
-        }
+        blk.store((l * bp + position % bp) * kvDim, k, kOff, v, kOff, kvDim);
     }
 
     private void checkShape(KvCache cache) {

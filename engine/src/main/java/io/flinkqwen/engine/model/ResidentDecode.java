@@ -6,7 +6,6 @@
 package io.flinkqwen.engine.model;
 
 import io.flinkqwen.engine.config.Qwen2Config;
-import io.flinkqwen.kernels.Attention;
 import io.flinkqwen.kernels.Float16;
 import io.flinkqwen.kernels.Quantize;
 import io.flinkqwen.kernels.backend.DenseDecoderSpec;
@@ -199,21 +198,9 @@ final class ResidentDecode {
         int kvDim = config.kvDim();
         int bp = cache.pool().blockPositions();
         KvBlock b = cache.block(position / bp);
-        KvFormat format = cache.pool().format();
         for (int l = 0; l < config.numHiddenLayers(); l++) {
-            int off = (l * bp + position % bp) * kvDim;
             int k = 2 * l * kvDim;
-            int v = k + kvDim;
-            if (format == KvFormat.F32) {
-                System.arraycopy(newKv, k, b.keysF32, off, kvDim);
-                System.arraycopy(newKv, v, b.valuesF32, off, kvDim);
-            } else if (format == KvFormat.F16) {
-                Attention.toF16Clamped(b.keysF16, off, newKv, k, kvDim);
-                Attention.toF16Clamped(b.valuesF16, off, newKv, v, kvDim);
-            } else {
-                Attention.quantizeQ8(b.keysQ8, b.keyScales, off, newKv, k, kvDim);
-                Attention.quantizeQ8(b.valuesQ8, b.valueScales, off, newKv, v, kvDim);
-            }
+            b.store((l * bp + position % bp) * kvDim, newKv, k, newKv, k + kvDim, kvDim);
         }
     }
 }
