@@ -87,14 +87,14 @@ class KernelBackendModelTest {
             int compared = 0;
             double worst = 0;
             for (int step = 0; step < NEW_TOKENS; step++) {
-                worst = Math.max(worst, maxDiff(a, b));
+                worst = Math.max(worst, Logits.maxDiff(a, b));
                 assertTrue(worst <= LOGIT_TOL, String.format(Locale.ROOT,
                         "%s %s step %d: max |device - cpu| logit = %.3g > %.3g", arch, dtype, step, worst, LOGIT_TOL));
-                int id = argmax(a);
-                if (topTwoGap(a) < GAP) {
+                int id = Logits.argmax(a);
+                if (Logits.topTwoGap(a) < GAP) {
                     break;
                 }
-                assertEquals(id, argmax(b), arch + " " + dtype + " greedy id at step " + step);
+                assertEquals(id, Logits.argmax(b), arch + " " + dtype + " greedy id at step " + step);
                 compared++;
                 int[] next = {id};
                 a = cpu.forward(cpuCache, next, 0, 1);
@@ -141,38 +141,9 @@ class KernelBackendModelTest {
                     }
                     assertTrue(diff <= LOGIT_TOL, String.format(Locale.ROOT,
                             "%s %s batch step %d sequence %d: max |device - cpu| logit %.3g", arch, dtype, step, s, diff));
-                    tokens[s] = argmax(java.util.Arrays.copyOfRange(a, s * vocab, (s + 1) * vocab));
+                    tokens[s] = Logits.argmax(java.util.Arrays.copyOfRange(a, s * vocab, (s + 1) * vocab));
                 }
             }
         }
-    }
-
-    private static double maxDiff(float[] a, float[] b) {
-        double max = 0;
-        for (int i = 0; i < a.length; i++) {
-            max = Math.max(max, Math.abs(a[i] - b[i]));
-        }
-        return max;
-    }
-
-    private static int argmax(float[] x) {
-        int best = 0;
-        for (int i = 1; i < x.length; i++) {
-            if (x[i] > x[best]) {
-                best = i;
-            }
-        }
-        return best;
-    }
-
-    private static double topTwoGap(float[] x) {
-        int best = argmax(x);
-        float second = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < x.length; i++) {
-            if (i != best) {
-                second = Math.max(second, x[i]);
-            }
-        }
-        return x[best] - second;
     }
 }

@@ -68,7 +68,7 @@ class KvFormatAccuracyTest {
                         maxF32 = Math.max(maxF32, Math.abs(d));
                         sq += d * d;
                     }
-                    argmaxAgree += argmax(logits[p]) == argmax(f32[p]) ? 1 : 0;
+                    argmaxAgree += Logits.argmax(logits[p]) == Logits.argmax(f32[p]) ? 1 : 0;
                 }
                 double rms = Math.sqrt(sq / (ids.length * (double) ref[0].length));
                 System.out.printf(
@@ -98,16 +98,6 @@ class KvFormatAccuracyTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> new KvBlockPool(2, 48, 24, KvFormat.Q8, 16));
         assertTrue(e.getMessage().contains("head size is 24"), e.getMessage());
-    }
-
-    private static int argmax(float[] a) {
-        int best = 0;
-        for (int i = 1; i < a.length; i++) {
-            if (a[i] > a[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 
     private static double stdDev(double[][] a) {

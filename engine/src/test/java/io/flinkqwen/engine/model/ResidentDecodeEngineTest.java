@@ -77,7 +77,7 @@ class ResidentDecodeEngineTest {
             float[] b = dev.forward(d, PROMPT, 0, PROMPT.length);
             assertTrue(fake.decoders.isEmpty(), "prefill stays on the per-op path");
             for (int step = 0; step < 14; step++) {
-                int[] next = {argmax(a)};
+                int[] next = {Logits.argmax(a)};
                 a = cpu.forward(c, next, 0, 1);
                 b = dev.forward(d, next, 0, 1);
                 assertClose(a, b, TOL, "step " + step);
@@ -115,7 +115,7 @@ class ResidentDecodeEngineTest {
         int[][] prompts = {Arrays.copyOfRange(PROMPT, 0, 7), Arrays.copyOfRange(PROMPT, 3, 10)};
         int[] next = new int[2];
         for (int s = 0; s < 2; s++) {
-            next[s] = argmax(cpu.forward(c[s], prompts[s], 0, prompts[s].length));
+            next[s] = Logits.argmax(cpu.forward(c[s], prompts[s], 0, prompts[s].length));
             dev.forward(d[s], prompts[s], 0, prompts[s].length);
         }
         for (int step = 0; step < 8; step++) {
@@ -128,7 +128,7 @@ class ResidentDecodeEngineTest {
             int[] one = {next[s]};
             float[] a = cpu.forward(c[s], one, 0, 1);
             assertClose(a, dev.forward(d[s], one, 0, 1), TOL, "step " + step + " sequence " + s);
-            next[s] = argmax(a);
+            next[s] = Logits.argmax(a);
         }
         // one decoder; every switch uploads the whole other cache, the truncated one from 0 again
         assertEquals(1, fake.decoders.size());
@@ -147,14 +147,14 @@ class ResidentDecodeEngineTest {
         Qwen2Model dev = new Qwen2Model(model.config(), model.weights(), pool, 4, null, fake, KvFormat.F16);
         KvCache c = cpu.newCache(8);
         KvCache d = dev.newCache(8);
-        int id = argmax(cpu.forward(c, PROMPT, 0, PROMPT.length));
+        int id = Logits.argmax(cpu.forward(c, PROMPT, 0, PROMPT.length));
         dev.forward(d, PROMPT, 0, PROMPT.length);
         for (int step = 0; step < 6; step++) {
             int[] one = {id};
             float[] a = cpu.forward(c, one, 0, 1);
             // the device attends over F32 keys of its own steps, the CPU over F16 ones
             assertClose(a, dev.forward(d, one, 0, 1), 2e-2, "F16 step " + step);
-            id = argmax(a);
+            id = Logits.argmax(a);
         }
         assertEquals(6, dev.residentSteps());
         // the last step's keys and values, as the decoder gave them, rounded to F16 in the host cache
@@ -226,16 +226,6 @@ class ResidentDecodeEngineTest {
             max = Math.max(max, Math.abs(want[i] - got[i]));
         }
         assertTrue(max <= tol, what + ": max |resident - cpu| logit " + max + " > " + tol);
-    }
-
-    private static int argmax(float[] x) {
-        int best = 0;
-        for (int i = 1; i < x.length; i++) {
-            if (x[i] > x[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 
     /** The CPU kernels per op, and (if {@code resident}) a {@link ReferenceDecoder} as its resident decoder. */

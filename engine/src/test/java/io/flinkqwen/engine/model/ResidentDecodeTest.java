@@ -94,13 +94,13 @@ class ResidentDecodeTest {
             double worst = 0;
             boolean tie = false;
             for (int step = 0; step < STEPS; step++) {
-                worst = Math.max(worst, maxDiff(a, b));
+                worst = Math.max(worst, Logits.maxDiff(a, b));
                 assertTrue(worst <= LOGIT_TOL, String.format(Locale.ROOT,
                         "%s step %d: max |device - cpu| logit = %.3g > %.3g", dtype, step, worst, LOGIT_TOL));
-                int id = argmax(a);
-                tie |= topTwoGap(a) < GAP;
+                int id = Logits.argmax(a);
+                tie |= Logits.topTwoGap(a) < GAP;
                 if (!tie) {
-                    assertEquals(id, argmax(b), dtype + " greedy id at step " + step);
+                    assertEquals(id, Logits.argmax(b), dtype + " greedy id at step " + step);
                     compared++;
                 }
                 int[] next = {id}; // both follow the CPU's ids, so logits stay comparable after a near-tie
@@ -113,7 +113,7 @@ class ResidentDecodeTest {
                 // allocates it and one uploads the host's positions (up to 16 per launch)
                 assertEquals(pos == PROMPT.length || pos == 16 ? 3 : 1, launches, dtype + " device launches for position " + pos);
             }
-            worst = Math.max(worst, maxDiff(a, b));
+            worst = Math.max(worst, Logits.maxDiff(a, b));
             assertTrue(worst <= LOGIT_TOL, dtype + " last step: max |device - cpu| logit " + worst);
             assertEquals(STEPS, dev.residentSteps(), "decode steps run on the resident decoder");
             assertEquals(cpuCache.length(), devCache.length());
@@ -145,7 +145,7 @@ class ResidentDecodeTest {
             int[][] prompts = {java.util.Arrays.copyOfRange(PROMPT, 0, 7), java.util.Arrays.copyOfRange(PROMPT, 3, 10)};
             int[] next = new int[2];
             for (int s = 0; s < 2; s++) {
-                next[s] = argmax(cpu.forward(c[s], prompts[s], 0, prompts[s].length));
+                next[s] = Logits.argmax(cpu.forward(c[s], prompts[s], 0, prompts[s].length));
                 dev.forward(d[s], prompts[s], 0, prompts[s].length);
             }
             double worst = 0;
@@ -160,15 +160,15 @@ class ResidentDecodeTest {
                 int[] one = {next[s]};
                 float[] a = cpu.forward(c[s], one, 0, 1);
                 float[] b = dev.forward(d[s], one, 0, 1);
-                worst = Math.max(worst, maxDiff(a, b));
+                worst = Math.max(worst, Logits.maxDiff(a, b));
                 assertTrue(worst <= LOGIT_TOL, "step " + step + " sequence " + s + ": max |device - cpu| logit " + worst);
-                next[s] = argmax(a);
+                next[s] = Logits.argmax(a);
             }
             assertEquals(12, dev.residentSteps());
             // the host caches the device wrote to, read by the per-op path (a two-token forward)
             int[] two = {5, 6};
             for (int s = 0; s < 2; s++) {
-                double diff = maxDiff(cpu.forward(c[s], two, 0, 2), dev.forward(d[s], two, 0, 2));
+                double diff = Logits.maxDiff(cpu.forward(c[s], two, 0, 2), dev.forward(d[s], two, 0, 2));
                 assertTrue(diff <= LOGIT_TOL, "per-op forward over the device-written cache " + s + ": " + diff);
             }
             dev.forward(d[0], new int[] {9}, 0, 1); // uploads what the per-op forward wrote
@@ -196,14 +196,14 @@ class ResidentDecodeTest {
                 Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, null, device, KvFormat.F32);
                 dev.residentDecode(mode == 0);
                 KvCache cache = dev.newCache(8);
-                int id = argmax(dev.forward(cache, PROMPT, 0, PROMPT.length));
+                int id = Logits.argmax(dev.forward(cache, PROMPT, 0, PROMPT.length));
                 for (int w = 0; w < 4; w++) { // compile and warm up
-                    id = argmax(dev.forward(cache, new int[] {id}, 0, 1));
+                    id = Logits.argmax(dev.forward(cache, new int[] {id}, 0, 1));
                 }
                 long before = device.launches();
                 long t0 = System.nanoTime();
                 for (int i = 0; i < tokens; i++) {
-                    id = argmax(dev.forward(cache, new int[] {id}, 0, 1));
+                    id = Logits.argmax(dev.forward(cache, new int[] {id}, 0, 1));
                 }
                 long ns = System.nanoTime() - t0;
                 perToken[mode] = (device.launches() - before) / (double) tokens;
@@ -216,34 +216,5 @@ class ResidentDecodeTest {
             assertEquals(1.0, perToken[0], 0.0, "resident launches per token");
             assertTrue(perToken[1] >= 5 * layers, "per-op launches per token " + perToken[1]);
         }
-    }
-
-    private static double maxDiff(float[] a, float[] b) {
-        double max = 0;
-        for (int i = 0; i < a.length; i++) {
-            max = Math.max(max, Math.abs(a[i] - b[i]));
-        }
-        return max;
-    }
-
-    private static int argmax(float[] x) {
-        int best = 0;
-        for (int i = 1; i < x.length; i++) {
-            if (x[i] > x[best]) {
-                best = i;
-            }
-        }
-        return best;
-    }
-
-    private static double topTwoGap(float[] x) {
-        int best = argmax(x);
-        float second = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < x.length; i++) {
-            if (i != best) {
-                second = Math.max(second, x[i]);
-            }
-        }
-        return x[best] - second;
     }
 }
