@@ -78,6 +78,81 @@ public final class Quantize {
         }
     }
 
+    /** Added and subtracted again, rounds a float of magnitude under 2^22 to an integer, ties to even. */
+    private static final float ROUND_MAGIC = 12582912f; // 1.5 * 2^23
+
+    /**
+     * Rounds activations to Q8_0 blocks, as ggml's CPU backend does before it multiplies them
+     * with Q8_0 weights, so that a Q8_0 product is what llama.cpp computes on the same file. Per
+     * block of 32 of {@code x[xOff .. xOff + n)}: {@code amax = max|x|}, scale {@code d =
+     * amax / 127} rounded to F16, and {@code q = rint(x * (127 / amax))} (ties to even; 0 when
+     * {@code amax} is 0), so {@code |q| <= 127}. The rounded activation is {@code q * d}, which
+     * is exact in float (a 7-bit integer times an 11-bit significand).
+     *
+     * <p>Writes {@code values[vOff ..]} = {@code q * d} when {@code values} is not null, and the
+     * integers {@code ints[iOff ..]} and scales {@code scales[sOff ..]} ({@code n / 32} of them)
+     * when {@code ints} is not null. Vectorized; gives the same bits as {@link
+     * #roundQ8_0Scalar}.
+     *
+     * @throws IllegalArgumentException if {@code n} is not a multiple of 32
+     */
+    public static void roundQ8_0(
+            float[] x, int xOff, int n, float[] values, int vOff, short[] ints, int iOff, float[] scales, int sOff) {
+        DType.Q8_0.rowBytes(n); // validates n
+        if (Simd.L > QK) {
+            roundQ8_0Scalar(x, xOff, n, values, vOff, ints, iOff, scales, sOff);
+            return;
+        }
+        for (int b = 0; b < n / QK; b++) {
+            int o = xOff + b * QK;
+            FloatVector m = FloatVector.fromArray(Simd.F, x, o).abs();
+            for (int j = Simd.L; j < QK; j += Simd.L) {
+                m = m.max(FloatVector.fromArray(Simd.F, x, o + j).abs());
+            }
+            float amax = m.reduceLanes(VectorOperators.MAX);
+            float d = Float16.toFloat(Float16.fromFloat(amax / 127f));
+            float id = amax != 0f ? 127f / amax : 0f;
+            for (int j = 0; values != null && j < QK; j += Simd.L) {
+                // mul then add: two roundings, never fused (Java float semantics)
+                FloatVector q = FloatVector.fromArray(Simd.F, x, o + j).mul(id).add(ROUND_MAGIC).sub(ROUND_MAGIC);
+                q.mul(d).intoArray(values, vOff + b * QK + j);
+            }
+            if (ints != null) {
+                // the same float product, rounded the same way, one lane at a time
+                for (int j = 0; j < QK; j++) {
+                    ints[iOff + b * QK + j] = (short) Math.rint(x[o + j] * id);
+                }
+                scales[sOff + b] = d;
+            }
+        }
+    }
+
+    /** Scalar twin of {@link #roundQ8_0}: plain loops and {@link Math#rint}. */
+    public static void roundQ8_0Scalar(
+            float[] x, int xOff, int n, float[] values, int vOff, short[] ints, int iOff, float[] scales, int sOff) {
+        DType.Q8_0.rowBytes(n); // validates n
+        for (int b = 0; b < n / QK; b++) {
+            float amax = 0f;
+            for (int j = 0; j < QK; j++) {
+                amax = Math.max(amax, Math.abs(x[xOff + b * QK + j]));
+            }
+            float d = Float16.toFloat(Float16.fromFloat(amax / 127f));
+            float id = amax != 0f ? 127f / amax : 0f;
+            for (int j = 0; j < QK; j++) {
+                int q = (int) Math.rint(x[xOff + b * QK + j] * id); // via int: a zero is +0, as in roundQ8_0
+                if (values != null) {
+                    values[vOff + b * QK + j] = q * d;
+                }
+                if (ints != null) {
+                    ints[iOff + b * QK + j] = (short) q;
+                }
+            }
+            if (ints != null) {
+                scales[sOff + b] = d;
+            }
+        }
+    }
+
     private static void quantizeBlockQ8_0(float[] x, int xOff, byte[] dst, int o) {
         float amax = 0f;
         for (int j = 0; j < QK; j++) {

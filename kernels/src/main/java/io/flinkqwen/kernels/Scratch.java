@@ -34,6 +34,15 @@ public final class Scratch {
     private float[] tilesSource;
     private int tilesTokens;
     private int tilesCols;
+    private boolean tilesRounded;
+    // activations rounded to Q8_0 blocks (Quantize#roundQ8_0) and what they hold
+    private float[] q8Values = new float[0];
+    private short[] q8Ints = new short[0];
+    private float[] q8Scales = new float[0];
+    private long q8Call;
+    private float[] q8Source;
+    private int q8Tokens;
+    private int q8Cols;
     private short[] shorts = new short[0];
     private byte[] bytes = new byte[0];
 
@@ -82,16 +91,59 @@ public final class Scratch {
      * Whether {@link #tiles} holds {@code x} ({@code tokens x cols}) as transposed in matmul call
      * {@code call} (never for call 0, a call without an id); within one call x does not change.
      */
-    boolean tilesHold(long call, float[] x, int tokens, int cols) {
-        return call != 0 && call == tilesCall && x == tilesSource && tokens == tilesTokens && cols == tilesCols;
+    boolean tilesHold(long call, float[] x, int tokens, int cols, boolean rounded) {
+        return call != 0 && call == tilesCall && x == tilesSource && tokens == tilesTokens && cols == tilesCols
+                && rounded == tilesRounded;
     }
 
-    /** Records that {@link #tiles} now holds {@code x} as transposed in call {@code call}. */
-    void tilesHeld(long call, float[] x, int tokens, int cols) {
+    /**
+     * Records that {@link #tiles} now holds {@code x} as transposed in call {@code call}, its
+     * values rounded to Q8_0 blocks or not.
+     */
+    void tilesHeld(long call, float[] x, int tokens, int cols, boolean rounded) {
         tilesCall = call;
         tilesSource = call == 0 ? null : x;
         tilesTokens = tokens;
         tilesCols = cols;
+        tilesRounded = rounded;
+    }
+
+    /**
+     * {@code x} ({@code tokens x cols}) rounded to Q8_0 blocks ({@link Quantize#roundQ8_0}): the
+     * values in {@link #q8Values}, the integers in {@link #q8Ints} and the block scales in {@link
+     * #q8Scales}, each from index 0. Rounds only if this scratch does not hold them from the
+     * same matmul call already (never kept for call 0).
+     */
+    void roundQ8_0(long call, float[] x, int tokens, int cols) {
+        if (call != 0 && call == q8Call && x == q8Source && tokens == q8Tokens && cols == q8Cols) {
+            return;
+        }
+        int n = tokens * cols;
+        if (q8Values.length < n) {
+            q8Values = new float[n];
+            q8Ints = new short[n];
+            q8Scales = new float[n / 32];
+        }
+        Quantize.roundQ8_0(x, 0, n, q8Values, 0, q8Ints, 0, q8Scales, 0);
+        q8Call = call;
+        q8Source = call == 0 ? null : x;
+        q8Tokens = tokens;
+        q8Cols = cols;
+    }
+
+    /** The rounded values of the last {@link #roundQ8_0}. */
+    float[] q8Values() {
+        return q8Values;
+    }
+
+    /** The int8 values (in shorts) of the last {@link #roundQ8_0}. */
+    short[] q8Ints() {
+        return q8Ints;
+    }
+
+    /** The block scales of the last {@link #roundQ8_0}. */
+    float[] q8Scales() {
+        return q8Scales;
     }
 
     /** A short array of at least {@code n} elements; contents undefined. */

@@ -47,6 +47,29 @@ public abstract class KernelBackendContract {
                 () -> backend().name() + " does not support " + op + (type == null ? "" : " of " + type));
     }
 
+    /**
+     * The scalar twin's {@code W x}, with the activations of a Q8_0 product rounded to Q8_0
+     * blocks only where the backend says it rounds them ({@link
+     * KernelBackend#roundsQ8_0Activations}).
+     */
+    private void scalarMatMul(float[] out, WeightMatrix w, float[] x, int n, Scratch scratch) {
+        if (w.dtype() != DType.Q8_0 || backend().roundsQ8_0Activations()) {
+            MatMul.matMulRowsScalar(out, w, x, n, 0, w.rows(), scratch);
+            return;
+        }
+        float[] row = new float[w.cols()];
+        for (int r = 0; r < w.rows(); r++) {
+            Quantize.dequantizeRowScalar(row, 0, w, r);
+            for (int t = 0; t < n; t++) {
+                float sum = 0f;
+                for (int c = 0; c < w.cols(); c++) {
+                    sum += row[c] * x[t * w.cols() + c];
+                }
+                out[t * w.rows() + r] = sum;
+            }
+        }
+    }
+
     static void assertClose(float[] want, float[] got, int n, String what) {
         Numerics.assertClose(want, 0, got, 0, n, ABS, REL, what);
     }
@@ -70,7 +93,7 @@ public abstract class KernelBackendContract {
             for (int n : TOKENS) {
                 float[] x = Numerics.uniform(rnd, n * w.cols(), 1f);
                 float[] want = new float[n * w.rows()];
-                MatMul.matMulRowsScalar(want, w, x, n, 0, w.rows(), scratch);
+                scalarMatMul(want, w, x, n, scratch);
                 float[] got = new float[n * w.rows() + 3];
                 got[n * w.rows()] = 42f;
                 backend().matMul(KernelPool.serial(), got, w, x, n);
@@ -126,11 +149,11 @@ public abstract class KernelBackendContract {
         Scratch scratch = new Scratch();
         for (int i = 0; i < 3; i++) {
             float[] want = new float[n * ws[i].rows()];
-            MatMul.matMulRowsScalar(want, ws[i], x, n, 0, ws[i].rows(), scratch);
+            scalarMatMul(want, ws[i], x, n, scratch);
             assertClose(want, outs[i], want.length, "many " + i);
             float[] wantEach = new float[3 * ws[i].rows()];
             if (tokens[i] > 0) {
-                MatMul.matMulRowsScalar(wantEach, ws[i], xs[i], tokens[i], 0, ws[i].rows(), scratch);
+                scalarMatMul(wantEach, ws[i], xs[i], tokens[i], scratch);
             }
             assertClose(wantEach, each[i], wantEach.length, "each " + i + " (" + tokens[i] + " tokens)");
         }
@@ -158,11 +181,11 @@ public abstract class KernelBackendContract {
                 }
                 float[] g = new float[rows * ffn];
                 float[] u = new float[rows * ffn];
-                MatMul.matMulRowsScalar(g, gate, xb, rows, 0, ffn, scratch);
-                MatMul.matMulRowsScalar(u, up, xb, rows, 0, ffn, scratch);
+                scalarMatMul(g, gate, xb, rows, scratch);
+                scalarMatMul(u, up, xb, rows, scratch);
                 SwiGlu.swiGluScalar(g, 0, g, 0, u, 0, rows * ffn);
                 float[] proj = new float[rows * width];
-                MatMul.matMulRowsScalar(proj, down, g, rows, 0, width, scratch);
+                scalarMatMul(proj, down, g, rows, scratch);
                 float[] want = x.clone();
                 VectorOps.addInPlaceScalar(want, 0, proj, 0, rows * width);
                 backend().ffnBlock(KernelPool.serial(), x, norm, 1e-6f, gate, up, down, rows);

@@ -53,6 +53,27 @@ class MatMulTest {
         return type.isQuantized() ? new int[] {32, 96, 160} : new int[] {1, 7, 16, 33, 100};
     }
 
+    /**
+     * The activations a {@code type} product multiplies: Q8_0 rounds them to Q8_0 blocks first,
+     * as ggml does (the rounding itself is checked in QuantizeTest).
+     */
+    static float[] seenBy(DType type, float[] x) {
+        if (type != DType.Q8_0) {
+            return x;
+        }
+        float[] rounded = new float[x.length];
+        Quantize.roundQ8_0Scalar(x, 0, x.length, rounded, 0, null, 0, null, 0);
+        return rounded;
+    }
+
+    /**
+     * float64 {@code W x} over the weights as decoded by the scalar decoder and the activations
+     * as {@link #seenBy} the weights' type.
+     */
+    private static double[] reference(DType type, float[] w, int rows, int cols, float[] x, int nTokens) {
+        return reference(w, rows, cols, seenBy(type, x), nTokens);
+    }
+
     /** float64 {@code W x} over the weights as decoded by the scalar decoder. */
     private static double[] reference(float[] w, int rows, int cols, float[] x, int nTokens) {
         double[] out = new double[nTokens * rows];
@@ -77,7 +98,7 @@ class MatMulTest {
         float[] scalar = new float[nTokens * rows];
         MatMul.matMul(pool, fast, w, x, nTokens);
         MatMul.matMulRowsScalar(scalar, w, x, nTokens, 0, rows, new Scratch());
-        double[] ref = reference(decoded, rows, cols, x, nTokens);
+        double[] ref = reference(w.dtype(), decoded, rows, cols, x, nTokens);
         for (int i = 0; i < fast.length; i++) {
             String at = what + " out[" + i / rows + "][" + i % rows + "]";
             Numerics.assertClose(scalar[i], fast[i], abs, REL, at + " vs scalar twin");
@@ -398,7 +419,7 @@ class MatMulTest {
                 float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
                 float[] out = new float[nTokens * rows];
                 MatMul.matMulRows(out, w, x, nTokens, 0, rows, scratch);
-                double[] ref = reference(TestMatrices.decoded(w), rows, cols, x, nTokens);
+                double[] ref = reference(type, TestMatrices.decoded(w), rows, cols, x, nTokens);
                 for (int i = 0; i < out.length; i++) {
                     Numerics.assertClose(ref[i], out[i], ABS_PER_SQRT_COL * Math.sqrt(cols), REL,
                             type + " " + rows + "x" + cols + " out " + i);

@@ -294,4 +294,92 @@ class QuantizeTest {
         assertThrows(IndexOutOfBoundsException.class, () -> Quantize.dequantizeRow(new float[4], 1, w, 0));
         assertThrows(IndexOutOfBoundsException.class, () -> Quantize.dequantizeRowScalar(new float[3], 0, w, 0));
     }
+
+    @Test
+    void activationsRoundToQ8_0BlocksAsGgmlDoesBeforeAQ8_0Product() {
+        // Block 0: amax 127, so the factor 127 / amax is 1 and x * id is x itself: the halves
+        // show the rounding (ggml's CPU backend rounds to nearest even, _MM_ROUND_NEAREST).
+        float[] x = new float[96];
+        float[] halves = {2.5f, 3.5f, -2.5f, -3.5f, 0.5f, -0.5f, 1.5f, 126.5f, -127f, 127f};
+        int[] want = {2, 4, -2, -4, 0, 0, 2, 126, -127, 127};
+        System.arraycopy(halves, 0, x, 0, halves.length);
+        // block 1 all zero (scale 0, values 0); block 2 small values, where the F16 scale is subnormal
+        Random rnd = new Random(90);
+        for (int i = 64; i < 96; i++) {
+            x[i] = (float) (rnd.nextGaussian() * 1e-6);
+        }
+        for (boolean scalar : new boolean[] {false, true}) {
+            float[] values = new float[96];
+            short[] ints = new short[96];
+            float[] scales = new float[3];
+            if (scalar) {
+                Quantize.roundQ8_0Scalar(x, 0, 96, values, 0, ints, 0, scales, 0);
+            } else {
+                Quantize.roundQ8_0(x, 0, 96, values, 0, ints, 0, scales, 0);
+            }
+            String how = scalar ? "scalar" : "vector";
+            for (int j = 0; j < want.length; j++) {
+                assertEquals(want[j], ints[j], how + ": " + halves[j] + " rounds to " + want[j]);
+            }
+            assertEquals(1f, scales[0], how + ": amax 127 gives scale 1");
+            assertEquals(0f, scales[1], how + ": an all-zero block has scale 0");
+            for (int i = 32; i < 64; i++) {
+                assertEquals(0, ints[i], how);
+            }
+            float amax = 0;
+            for (int i = 64; i < 96; i++) {
+                amax = Math.max(amax, Math.abs(x[i]));
+            }
+            assertEquals(Float16.toFloat(Float16.fromFloat(amax / 127f)), scales[2], how + ": the scale is amax / 127 in F16");
+            for (int i = 0; i < 96; i++) {
+                assertEquals(ints[i] * scales[i / 32], values[i], how + ": value " + i + " is q * d");
+            }
+        }
+    }
+
+    @Test
+    void roundedActivationsAreTheScalarTwinsBitsAndWithinHalfAStep() {
+        Random rnd = new Random(91);
+        int n = 32 * 40;
+        for (double scale : new double[] {1e-3, 1, 300}) {
+            float[] x = new float[n + 5];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) (rnd.nextGaussian() * scale * (rnd.nextInt(10) == 0 ? 20 : 1));
+            }
+            int off = 5; // an offset that is not a multiple of the vector length
+            float[] v1 = new float[n];
+            float[] v2 = new float[n];
+            short[] q1 = new short[n];
+            short[] q2 = new short[n];
+            float[] d1 = new float[n / 32];
+            float[] d2 = new float[n / 32];
+            Quantize.roundQ8_0(x, off, n, v1, 0, q1, 0, d1, 0);
+            Quantize.roundQ8_0Scalar(x, off, n, v2, 0, q2, 0, d2, 0);
+            for (int i = 0; i < n; i++) {
+                assertEquals(Float.floatToRawIntBits(v2[i]), Float.floatToRawIntBits(v1[i]), "value " + i + " at scale " + scale);
+                assertEquals(q2[i], q1[i], "int " + i);
+            }
+            for (int b = 0; b < n / 32; b++) {
+                float amax = 0;
+                int top = 0;
+                for (int j = 0; j < 32; j++) {
+                    if (Math.abs(x[off + b * 32 + j]) > amax) {
+                        amax = Math.abs(x[off + b * 32 + j]);
+                        top = j;
+                    }
+                }
+                assertEquals(127, Math.abs(q1[b * 32 + top]), "the largest magnitude maps to +-127");
+                for (int j = 0; j < 32; j++) {
+                    int i = b * 32 + j;
+                    assertTrue(Math.abs(q1[i]) <= 127);
+                    // half a step of amax / 127, plus the F16 rounding of the scale (2^-11 relative)
+                    double err = Math.abs(x[off + i] - (double) v1[i]);
+                    assertTrue(err <= amax / 127.0 * 0.5 * 1.001 + amax * 0x1p-11,
+                            "value " + i + ": " + x[off + i] + " rounded to " + v1[i]);
+                }
+            }
+        }
+        assertThrows(IllegalArgumentException.class,
+                () -> Quantize.roundQ8_0(new float[40], 0, 40, new float[40], 0, null, 0, null, 0));
+    }
 }

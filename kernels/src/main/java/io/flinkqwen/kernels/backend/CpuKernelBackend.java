@@ -45,6 +45,11 @@ public final class CpuKernelBackend implements KernelBackend {
     }
 
     @Override
+    public boolean roundsQ8_0Activations() {
+        return true;
+    }
+
+    @Override
     public void matMul(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
         MatMul.matMul(pool, out, w, x, nTokens);
     }
