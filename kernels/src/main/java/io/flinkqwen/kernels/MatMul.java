@@ -79,9 +79,19 @@ public final class MatMul {
      * nothing once the workers' scratch has grown to this row size.
      */
     public static void matMul(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
+        matMul(pool, out, w, x, nTokens, true);
+    }
+
+    /**
+     * {@link #matMul}, with {@code roundQ8_0} false a Q8_0 matrix multiplies the float
+     * activations as they are (as a device backend that does not round them does; see {@code
+     * KernelBackend.roundsQ8_0Activations}).
+     */
+    public static void matMul(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens, boolean roundQ8_0) {
         checkShapes(out, w, x, nTokens);
         RowsTask task = TASKS.get();
         task.set(pool, out, w, x, nTokens);
+        task.round = roundQ8_0;
         try {
             pool.parallelFor(w.rows(), task);
         } finally {
@@ -98,6 +108,12 @@ public final class MatMul {
      * @throws IllegalArgumentException if the matrices' column counts differ
      */
     public static void matMulMany(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, int nTokens) {
+        matMulMany(pool, outs, ws, x, nTokens, true);
+    }
+
+    /** {@link #matMulMany}, rounding Q8_0 activations or not as {@link #matMul(KernelPool, float[], WeightMatrix, float[], int, boolean)}. */
+    public static void matMulMany(
+            KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, int nTokens, boolean roundQ8_0) {
         if (outs.length != ws.length) {
             throw new IllegalArgumentException(outs.length + " outputs for " + ws.length + " matrices");
         }
@@ -112,6 +128,7 @@ public final class MatMul {
         }
         ManyTask task = MANY_TASKS.get();
         task.set(pool, outs, ws, x, null, ws.length, nTokens);
+        task.round = roundQ8_0;
         try {
             pool.parallelFor(total, task);
         } finally {
@@ -157,6 +174,12 @@ public final class MatMul {
      */
     public static void matMulEach(
             KernelPool pool, float[][] outs, WeightMatrix[] ws, float[][] xs, int[] tokens, int count) {
+        matMulEach(pool, outs, ws, xs, tokens, count, true);
+    }
+
+    /** {@link #matMulEach}, rounding Q8_0 activations or not as {@link #matMul(KernelPool, float[], WeightMatrix, float[], int, boolean)}. */
+    public static void matMulEach(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[][] xs, int[] tokens, int count,
+            boolean roundQ8_0) {
         if (outs.length < count || ws.length < count || xs.length < count || tokens.length < count) {
             throw new IllegalArgumentException(
                     count + " products need as many outputs, matrices, inputs and token counts, got " + outs.length
@@ -178,6 +201,7 @@ public final class MatMul {
         ManyTask task = MANY_TASKS.get();
         task.set(pool, outs, ws, null, xs, count, 0);
         task.tokensEach = tokens;
+        task.round = roundQ8_0;
         try {
             pool.parallelFor(Math.toIntExact(total), task);
         } finally {
@@ -192,25 +216,29 @@ public final class MatMul {
      */
     public static void matMulRows(
             float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
-        matMulRows(out, w, x, nTokens, rowStart, rowEnd, scratch, 0);
+        matMulRows(out, w, x, nTokens, rowStart, rowEnd, scratch, 0, true);
     }
 
-    /** {@link #matMulRows} as a piece of pool call {@code call} (0: none). */
-    private static void matMulRows(
-            float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch, long call) {
+    /**
+     * {@link #matMulRows} as a piece of pool call {@code call} (0: none), Q8_0 activations
+     * rounded or not.
+     */
+    private static void matMulRows(float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd,
+            Scratch scratch, long call, boolean round) {
         checkShapes(out, w, x, nTokens);
         checkRange(w, rowStart, rowEnd);
         DType type = w.dtype();
         if ((type == DType.F16 || type == DType.BF16) && !Simd.HALF_VECTORS
                 || type.isQuantized() && !Simd.QUANT_VECTORS) {
-            matMulRowsScalar(out, w, x, nTokens, rowStart, rowEnd, scratch);
+            matMulRowsScalar(out, w, x, nTokens, rowStart, rowEnd, scratch, round);
             return;
         }
+        boolean q8 = type == DType.Q8_0 && round;
         if (nTokens > GEMM_MIN) {
-            gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, call);
+            gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, call, q8);
             return;
         }
-        if (type == DType.Q8_0) {
+        if (q8) {
             scratch.roundQ8_0(call, x, nTokens, w.cols());
             x = scratch.q8Values();
         }
@@ -220,7 +248,7 @@ public final class MatMul {
             return;
         }
         PackedRows packed = w.packed();
-        if (packed != null && type == DType.Q8_0 && INT8_DOTS) {
+        if (packed != null && q8 && INT8_DOTS) {
             dotRowsQ8_0Ints(out, w, packed, rowStart, rowEnd, scratch.q8Ints(), scratch.q8Scales());
             return;
         }
@@ -233,7 +261,7 @@ public final class MatMul {
             // a group never crosses a chunk: its rows are contiguous bytes of one buffer
             int chunkEnd = (r / w.rowsPerChunk() + 1) * w.rowsPerChunk();
             int end = Math.min(Math.min(rowEnd, chunkEnd), r + group);
-            dotRows(out, w, r, end, x, scratch);
+            dotRows(out, w, r, end, x, scratch, q8);
             r = end;
         }
     }
@@ -244,12 +272,18 @@ public final class MatMul {
      */
     public static void matMulRowsScalar(
             float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
+        matMulRowsScalar(out, w, x, nTokens, rowStart, rowEnd, scratch, true);
+    }
+
+    /** {@link #matMulRowsScalar}, Q8_0 activations rounded or not. */
+    public static void matMulRowsScalar(float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd,
+            Scratch scratch, boolean roundQ8_0) {
         checkShapes(out, w, x, nTokens);
         checkRange(w, rowStart, rowEnd);
         int rows = w.rows();
         int cols = w.cols();
         float[] row = scratch.floats(cols);
-        if (w.dtype() == DType.Q8_0) {
+        if (w.dtype() == DType.Q8_0 && roundQ8_0) {
             float[] rounded = scratch.floats2(nTokens * cols);
             Quantize.roundQ8_0Scalar(x, 0, nTokens * cols, rounded, 0, null, 0, null, 0);
             x = rounded;
@@ -489,7 +523,7 @@ public final class MatMul {
      * copied to scratch with one bulk get (a get per row cost about as much as the copy itself
      * for 1 KiB rows), then each row is dotted from its offset in the copy.
      */
-    private static void dotRows(float[] out, WeightMatrix w, int r0, int r1, float[] x, Scratch scratch) {
+    private static void dotRows(float[] out, WeightMatrix w, int r0, int r1, float[] x, Scratch scratch, boolean q8Rounded) {
         ByteBuffer chunk = w.chunk(r0);
         int base = w.offset(r0);
         int cols = w.cols();
@@ -525,7 +559,7 @@ public final class MatMul {
                 byte[] q = scratch.bytes(n * rowBytes);
                 chunk.get(base, q, 0, n * rowBytes);
                 boolean q8 = w.dtype() == DType.Q8_0;
-                if (q8 && INT8_DOTS) {
+                if (q8 && q8Rounded && INT8_DOTS) {
                     // x is already rounded to Q8_0 blocks; the scratch holds their integers
                     dotRowsQ8_0IntsMapped(out, r0, n, q, rowBytes, cols, scratch.floats2(n * (cols / QK)),
                             scratch.q8Ints(), scratch.q8Scales());
@@ -628,15 +662,15 @@ public final class MatMul {
      * thread count or the weights' layout.
      */
     static void gemmRows(float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch) {
-        gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, 0);
+        gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, 0, w.dtype() == DType.Q8_0);
     }
 
     /**
      * {@link #gemmRows} as a piece of pool call {@code call}: the activations are transposed
      * only if this worker has not transposed them already in this call.
      */
-    private static void gemmRows(
-            float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd, Scratch scratch, long call) {
+    private static void gemmRows(float[] out, WeightMatrix w, float[] x, int nTokens, int rowStart, int rowEnd,
+            Scratch scratch, long call, boolean round) {
         int rows = w.rows();
         int cols = w.cols();
         // tiles of 2L tokens, each stored column after column: xt[tile][c][2L], zero padded
@@ -644,7 +678,6 @@ public final class MatMul {
         int tiles = (nTokens + tw - 1) / tw;
         int tp = tiles * tw;
         float[] xt = scratch.tiles(tp * cols);
-        boolean round = w.dtype() == DType.Q8_0;
         if (!scratch.tilesHold(call, x, nTokens, cols, round)) {
             transposeTiles(xt, x, nTokens, cols, tiles, round ? scratch.floats2(cols) : null);
             scratch.tilesHeld(call, x, nTokens, cols, round);
@@ -990,6 +1023,7 @@ public final class MatMul {
         private float[] x;
         private int nTokens;
         private long call;
+        private boolean round = true;
 
         void set(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
             this.pool = pool;
@@ -1003,11 +1037,12 @@ public final class MatMul {
         /** Drops the references so the task does not keep activations or weights reachable. */
         void clear() {
             set(null, null, null, null, 0);
+            round = true;
         }
 
         @Override
         public void run(int start, int end, int worker) {
-            matMulRows(out, w, x, nTokens, start, end, pool.scratch(worker), call);
+            matMulRows(out, w, x, nTokens, start, end, pool.scratch(worker), call, round);
         }
     }
 
@@ -1024,6 +1059,7 @@ public final class MatMul {
         private int count;
         private int nTokens;
         private long call;
+        private boolean round = true;
 
         void set(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, float[][] xs, int count, int nTokens) {
             this.call = pool == null ? 0 : CALLS.incrementAndGet();
@@ -1042,6 +1078,7 @@ public final class MatMul {
         void clear() {
             set(null, null, null, null, null, 0, 0);
             tokensEach = null;
+            round = true;
         }
 
         @Override
@@ -1057,7 +1094,7 @@ public final class MatMul {
                 int hi = Math.min(end, base + rows);
                 if (lo < hi) {
                     matMulRows(outs[i], ws[i], xs != null ? xs[i] : x, nTokens, lo - base, hi - base, pool.scratch(worker),
-                            call);
+                            call, round);
                 }
                 base += rows;
             }
@@ -1079,7 +1116,7 @@ public final class MatMul {
                 int lo = (int) Math.min(rows, Math.max(0, ceilDiv(start - base, n)));
                 int hi = (int) Math.min(rows, Math.max(0, ceilDiv(end - base, n)));
                 if (lo < hi) {
-                    matMulRows(outs[i], ws[i], xs[i], n, lo, hi, pool.scratch(worker), call);
+                    matMulRows(outs[i], ws[i], xs[i], n, lo, hi, pool.scratch(worker), call, round);
                 }
                 base += units;
             }

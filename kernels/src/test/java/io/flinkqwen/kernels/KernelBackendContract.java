@@ -53,21 +53,7 @@ public abstract class KernelBackendContract {
      * KernelBackend#roundsQ8_0Activations}).
      */
     private void scalarMatMul(float[] out, WeightMatrix w, float[] x, int n, Scratch scratch) {
-        if (w.dtype() != DType.Q8_0 || backend().roundsQ8_0Activations()) {
-            MatMul.matMulRowsScalar(out, w, x, n, 0, w.rows(), scratch);
-            return;
-        }
-        float[] row = new float[w.cols()];
-        for (int r = 0; r < w.rows(); r++) {
-            Quantize.dequantizeRowScalar(row, 0, w, r);
-            for (int t = 0; t < n; t++) {
-                float sum = 0f;
-                for (int c = 0; c < w.cols(); c++) {
-                    sum += row[c] * x[t * w.cols() + c];
-                }
-                out[t * w.rows() + r] = sum;
-            }
-        }
+        MatMul.matMulRowsScalar(out, w, x, n, 0, w.rows(), scratch, backend().roundsQ8_0Activations());
     }
 
     static void assertClose(float[] want, float[] got, int n, String what) {

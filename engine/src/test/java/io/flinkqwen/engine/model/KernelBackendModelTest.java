@@ -77,7 +77,7 @@ class KernelBackendModelTest {
                 : new TestModelGenerator(TestModelGenerator.tinyConfig(), 11);
         gen.write(TestModelGenerator.Format.GGUF, dtype, file, 0);
         try (LoadedModel m = LoadedModel.open(file)) {
-            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), CpuKernelBackend.INSTANCE);
+            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), cpuLike(device));
             Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), device);
             dev.residentDecode(false); // the per-op path; ResidentDecodeTest checks the resident one
             KvCache cpuCache = cpu.newCache(8);
@@ -117,7 +117,7 @@ class KernelBackendModelTest {
                 : new TestModelGenerator(TestModelGenerator.tinyConfig(), 12);
         gen.write(TestModelGenerator.Format.GGUF, dtype, file, 0);
         try (LoadedModel m = LoadedModel.open(file)) {
-            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), CpuKernelBackend.INSTANCE);
+            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), cpuLike(device));
             Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, m.moeConfig().orElse(null), device);
             int seqs = 3;
             KvCache[] cpuCaches = new KvCache[seqs];
@@ -145,5 +145,13 @@ class KernelBackendModelTest {
                 }
             }
         }
+    }
+
+    /**
+     * The CPU backend that multiplies Q8_0 weights as {@code device} does: with the activations
+     * rounded to Q8_0 blocks, or as they are.
+     */
+    static CpuKernelBackend cpuLike(KernelBackend device) {
+        return device.roundsQ8_0Activations() ? CpuKernelBackend.INSTANCE : CpuKernelBackend.FLOAT_ACTIVATIONS;
     }
 }

@@ -84,7 +84,7 @@ class ResidentDecodeTest {
         Assumptions.assumeTrue(device != null, () -> "accelerator backend not run: " + unavailable);
         System.setProperty(ResidentDecode.POSITIONS_PROPERTY, "16");
         try (LoadedModel m = model(dtype, 11)) {
-            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, null, CpuKernelBackend.INSTANCE, KvFormat.F32);
+            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, null, KernelBackendModelTest.cpuLike(device), KvFormat.F32);
             Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, null, device, KvFormat.F32);
             KvCache cpuCache = cpu.newCache(8);
             KvCache devCache = dev.newCache(8);
@@ -138,7 +138,7 @@ class ResidentDecodeTest {
         // for models with more layers than one TornadoVM graph holds
         System.setProperty(LAYERS_PER_GRAPH, "1");
         try (LoadedModel m = model(DType.F32, 12)) {
-            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, null, CpuKernelBackend.INSTANCE, KvFormat.F32);
+            Qwen2Model cpu = new Qwen2Model(m.config(), m.weights(), pool, 4, null, KernelBackendModelTest.cpuLike(device), KvFormat.F32);
             Qwen2Model dev = new Qwen2Model(m.config(), m.weights(), pool, 4, null, device, KvFormat.F32);
             KvCache[] c = {cpu.newCache(8), cpu.newCache(8)};
             KvCache[] d = {dev.newCache(8), dev.newCache(8)};

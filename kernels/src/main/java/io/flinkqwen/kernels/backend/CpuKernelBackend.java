@@ -21,9 +21,19 @@ import io.flinkqwen.kernels.WeightMatrix;
 public final class CpuKernelBackend implements KernelBackend {
 
     /** The one instance: it holds no state. */
-    public static final CpuKernelBackend INSTANCE = new CpuKernelBackend();
+    public static final CpuKernelBackend INSTANCE = new CpuKernelBackend(true);
 
-    private CpuKernelBackend() {}
+    /**
+     * The CPU kernels with Q8_0 products on the float activations as they are: the reference
+     * for a device backend that does not round them ({@link #roundsQ8_0Activations}), in tests.
+     */
+    public static final CpuKernelBackend FLOAT_ACTIVATIONS = new CpuKernelBackend(false);
+
+    private final boolean roundQ8_0;
+
+    private CpuKernelBackend(boolean roundQ8_0) {
+        this.roundQ8_0 = roundQ8_0;
+    }
 
     @Override
     public String name() {
@@ -46,22 +56,22 @@ public final class CpuKernelBackend implements KernelBackend {
 
     @Override
     public boolean roundsQ8_0Activations() {
-        return true;
+        return roundQ8_0;
     }
 
     @Override
     public void matMul(KernelPool pool, float[] out, WeightMatrix w, float[] x, int nTokens) {
-        MatMul.matMul(pool, out, w, x, nTokens);
+        MatMul.matMul(pool, out, w, x, nTokens, roundQ8_0);
     }
 
     @Override
     public void matMulMany(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[] x, int nTokens) {
-        MatMul.matMulMany(pool, outs, ws, x, nTokens);
+        MatMul.matMulMany(pool, outs, ws, x, nTokens, roundQ8_0);
     }
 
     @Override
     public void matMulEach(KernelPool pool, float[][] outs, WeightMatrix[] ws, float[][] xs, int[] tokens, int count) {
-        MatMul.matMulEach(pool, outs, ws, xs, tokens, count);
+        MatMul.matMulEach(pool, outs, ws, xs, tokens, count, roundQ8_0);
     }
 
     @Override
