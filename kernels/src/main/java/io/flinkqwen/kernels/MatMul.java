@@ -29,12 +29,16 @@ import jdk.incubator.vector.VectorSpecies;
  * not overlap {@code x}.
  *
  * <p>Rows are read from the heap arrays of a packed matrix ({@link WeightMatrix#packOnHeap}) or,
- * for a mapped one, copied into per-thread heap scratch with one absolute bulk get. Three
- * paths, by token count:
+ * for a mapped one, copied into per-thread heap scratch with one absolute bulk get.
+ *
+ * <p>Q8_0 matrices multiply the activations rounded to Q8_0 blocks ({@link Quantize#roundQ8_0}),
+ * as ggml's CPU backend does, unless the caller asks for the float activations as they are
+ * ({@code roundQ8_0} false). Paths, by token count:
  *
  * <ul>
- *   <li>one token (decode): each row dotted as stored (Q8_0 blocks widened from bytes and
- *       scaled per block, F16 bits shifted into floats, see {@link #dotF16Scaled});
+ *   <li>one token (decode): each row dotted as stored (Q8_0: int8 weights times the int8
+ *       activations, summed exactly per block, two rows at once, see {@link #dotQ8_0Ints}; F16
+ *       bits shifted into floats, see {@link #dotF16Scaled});
  *   <li>up to {@link #GEMM_MIN} tokens (a decode batch, a MoE expert's share of a prefill):
  *       rows decoded to floats in pairs and dotted with four tokens per pass ({@link
  *       #fewTokenRows});
@@ -42,8 +46,9 @@ import jdk.incubator.vector.VectorSpecies;
  *       #gemmRows}).
  * </ul>
  *
- * <p>Sums are kept in float (FMA), so results differ from a sequential float sum by rounding
- * only, and a given token count gives the same bits whatever the thread count or weight layout.
+ * <p>Sums are kept in float (FMA; Q8_0 one-token blocks in exact integers first), so results
+ * differ from a sequential float sum by rounding only, and a given token count gives the same
+ * bits whatever the thread count or weight layout.
  * F16 weights that are infinite or NaN are not supported by the vector paths (see {@link
  * Simd#halfToFloat}); the scalar twin handles them.
  */
