@@ -110,8 +110,8 @@ public final class Scratch {
 
     /**
      * {@code x} ({@code tokens x cols}) rounded to Q8_0 blocks ({@link Quantize#roundQ8_0}): the
-     * values in {@link #q8Values}, the integers in {@link #q8Ints} and the block scales in {@link
-     * #q8Scales}, each from index 0. Rounds only if this scratch does not hold them from the
+     * values in {@link #q8Values} and, for one token, the integers in {@link #q8Ints} and the
+     * block scales in {@link #q8Scales}, each from index 0. Rounds only if this scratch does not hold them from the
      * same matmul call already (never kept for call 0).
      */
     void roundQ8_0(long call, float[] x, int tokens, int cols) {
@@ -124,7 +124,8 @@ public final class Scratch {
             q8Ints = new short[n];
             q8Scales = new float[n / 32];
         }
-        Quantize.roundQ8_0(x, 0, n, q8Values, 0, q8Ints, 0, q8Scales, 0);
+        // the integers only for one token: more tokens are multiplied in float
+        Quantize.roundQ8_0(x, 0, n, q8Values, 0, tokens == 1 ? q8Ints : null, 0, q8Scales, 0);
         q8Call = call;
         q8Source = call == 0 ? null : x;
         q8Tokens = tokens;
