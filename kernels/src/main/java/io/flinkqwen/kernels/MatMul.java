@@ -254,7 +254,8 @@ public final class MatMul {
         }
         PackedRows packed = w.packed();
         if (packed != null && q8 && INT8_DOTS) {
-            dotRowsQ8_0Ints(out, w, packed, rowStart, rowEnd, scratch.q8Ints(), scratch.q8Scales());
+            dotRowsQ8_0Ints(out, w, packed, rowStart, rowEnd, scratch.q8Ints(), scratch.q8Scales(),
+                    scratch.floats(2 * (w.cols() / QK)));
             return;
         }
         if (packed != null) {
@@ -355,8 +356,8 @@ public final class MatMul {
      * one, a core waited on memory between blocks (two: 1.1-1.3x as fast, measured on 64 MiB
      * matrices). A row's result does not depend on its partner.
      */
-    private static void dotRowsQ8_0Ints(
-            float[] out, WeightMatrix w, PackedRows p, int rowStart, int rowEnd, short[] xq, float[] xd) {
+    private static void dotRowsQ8_0Ints(float[] out, WeightMatrix w, PackedRows p, int rowStart, int rowEnd,
+            short[] xq, float[] xd, float[] scales) {
         int cols = w.cols();
         int spr = cols / QK;
         int rpb = p.rowsPerBlock;
@@ -370,43 +371,60 @@ public final class MatMul {
             int b2 = r2 / rpb;
             int i1 = r - b * rpb;
             int i2 = r2 - b2 * rpb;
-            dotQ8_0Ints(out, r, p.quants[b], i1 * cols, p.scales[b], i1 * spr,
-                    r2, p.quants[b2], i2 * cols, p.scales[b2], i2 * spr, xq, xd, cols, QK);
+            timesActivationScales(scales, 0, p.scales[b], i1 * spr, xd, spr);
+            timesActivationScales(scales, spr, p.scales[b2], i2 * spr, xd, spr);
+            dotQ8_0Ints(out, r, p.quants[b], i1 * cols, scales, 0, r2, p.quants[b2], i2 * cols, scales, spr, xq, cols, QK);
+        }
+    }
+
+    /**
+     * {@code dst[d0 + b] = s[s0 + b] * xd[b]} for a row's {@code n} blocks: the weight scale
+     * times the activation scale, once per row rather than once per block in the dot's loop
+     * (1.03-1.05x on a 64 MiB matrix).
+     */
+    private static void timesActivationScales(float[] dst, int d0, float[] s, int s0, float[] xd, int n) {
+        int b = 0;
+        for (; b < F.loopBound(n); b += L) {
+            FloatVector.fromArray(F, s, s0 + b).mul(FloatVector.fromArray(F, xd, b)).intoArray(dst, d0 + b);
+        }
+        for (; b < n; b++) {
+            dst[d0 + b] = s[s0 + b] * xd[b];
         }
     }
 
     /**
      * {@link #dotRowsQ8_0Ints} for rows {@code [r0, r0 + n)} copied from a mapped matrix into
-     * {@code q} (34-byte blocks: F16 scale, then 32 bytes), their scales first widened to
-     * {@code scales}: the same arithmetic, so the same bits as the packed layout.
+     * {@code q} (34-byte blocks: F16 scale, then 32 bytes), their scales first widened and
+     * multiplied by the activations' into {@code scales}: the same arithmetic, so the same bits
+     * as the packed layout.
      */
     private static void dotRowsQ8_0IntsMapped(
             float[] out, int r0, int n, byte[] q, int rowBytes, int cols, float[] scales, short[] xq, float[] xd) {
         int spr = cols / QK;
         for (int i = 0; i < n; i++) {
             for (int b = 0; b < spr; b++) {
-                scales[i * spr + b] = Simd.scaleAt(q, i * rowBytes + b * 34);
+                scales[i * spr + b] = Simd.scaleAt(q, i * rowBytes + b * 34) * xd[b];
             }
         }
         int half = (n + 1) / 2;
         for (int i = 0; i < half; i++) {
             int j = i + half < n ? i + half : i;
             dotQ8_0Ints(out, r0 + i, q, i * rowBytes + 2, scales, i * spr,
-                    r0 + j, q, j * rowBytes + 2, scales, j * spr, xq, xd, cols, 34);
+                    r0 + j, q, j * rowBytes + 2, scales, j * spr, xq, cols, 34);
         }
     }
 
     /**
-     * Two rows of int8 weights (blocks of 32 every {@code stride} bytes, scales {@code s1},
-     * {@code s2} per block) dotted with int8
-     * activations {@code xq} (scales {@code xd}): {@code out[r1]} and {@code out[r2]}. Per block
-     * the products of bytes j and j + 16 are added in 16 bits (|w x| <= 128 * 127, so a sum of
-     * two fits), the pairs of those in 32 bits, exactly; the block's 8 integer lanes are
-     * converted to float and added with weight {@code s * xd} (FMA). The Vector API has no
-     * multiply-add of byte or short pairs (x86's pmaddubsw, pmaddwd), hence the shifts.
+     * Two rows of int8 weights (blocks of 32 every {@code stride} bytes) dotted with int8
+     * activations {@code xq}: {@code out[r1]} and {@code out[r2]}; {@code s1}, {@code s2} hold
+     * per block the weight scale times the activations' scale. Per block the products of bytes
+     * j and j + 16 are added in 16 bits (|w x| <= 128 * 127, so a sum of two fits), the pairs of
+     * those in 32 bits, exactly; the block's 8 integer lanes are converted to float and added
+     * with weight {@code s} (FMA). The Vector API has no multiply-add of byte or short pairs
+     * (x86's pmaddubsw, pmaddwd), hence the shifts.
      */
     private static void dotQ8_0Ints(float[] out, int r1, byte[] q1, int qo1, float[] s1, int so1,
-            int r2, byte[] q2, int qo2, float[] s2, int so2, short[] xq, float[] xd, int n, int stride) {
+            int r2, byte[] q2, int qo2, float[] s2, int so2, short[] xq, int n, int stride) {
         FloatVector acc1 = FloatVector.zero(F256);
         FloatVector acc2 = acc1;
         for (int b = 0; b < n / QK; b++) {
@@ -416,9 +434,8 @@ public final class MatMul {
             ShortVector xb = ShortVector.fromArray(S256, xq, b * QK + 16);
             ShortVector p1 = widen(q1, o1).mul(xa).add(widen(q1, o1 + 16).mul(xb));
             ShortVector p2 = widen(q2, o2).mul(xa).add(widen(q2, o2 + 16).mul(xb));
-            float d = xd[b];
-            acc1 = pairSums(p1).fma(FloatVector.broadcast(F256, s1[so1 + b] * d), acc1);
-            acc2 = pairSums(p2).fma(FloatVector.broadcast(F256, s2[so2 + b] * d), acc2);
+            acc1 = pairSums(p1).fma(FloatVector.broadcast(F256, s1[so1 + b]), acc1);
+            acc2 = pairSums(p2).fma(FloatVector.broadcast(F256, s2[so2 + b]), acc2);
         }
         out[r1] = acc1.reduceLanes(VectorOperators.ADD);
         out[r2] = acc2.reduceLanes(VectorOperators.ADD);
