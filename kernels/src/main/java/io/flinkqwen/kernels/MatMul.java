@@ -931,7 +931,18 @@ public final class MatMul {
             out[(t + 3) * rows + r] = s3;
         }
         for (; t < nTokens; t++) {
-            out[t * rows + r] = VectorOps.dot(row, 0, x, t * cols, cols);
+            // one FMA chain per lane, as in the groups of four and in dotTokens2
+            int x0 = t * cols;
+            FloatVector a0 = FloatVector.zero(F);
+            int c = 0;
+            for (; c < upper; c += L) {
+                a0 = FloatVector.fromArray(F, row, c).fma(FloatVector.fromArray(F, x, x0 + c), a0);
+            }
+            float s0 = a0.reduceLanes(VectorOperators.ADD);
+            for (; c < cols; c++) {
+                s0 += row[c] * x[x0 + c];
+            }
+            out[t * rows + r] = s0;
         }
     }
 
@@ -1003,10 +1014,77 @@ public final class MatMul {
             out[(t + 2) * rows + r + 1] = sb2;
             out[(t + 3) * rows + r + 1] = sb3;
         }
-        for (; t < nTokens; t++) {
-            out[t * rows + r] = VectorOps.dot(rows2, 0, x, t * cols, cols);
-            out[t * rows + r + 1] = VectorOps.dot(rows2, cols, x, t * cols, cols);
+        for (; t + 2 <= nTokens; t += 2) {
+            dot2x2(out, rows, r, rows2, x, cols, t);
         }
+        if (t < nTokens) {
+            dot2x1(out, rows, r, rows2, x, cols, t);
+        }
+    }
+
+    /**
+     * The two rows of {@link #dotTokens2} against tokens {@code t} and {@code t + 1}: four
+     * accumulators, each the same FMA chain as there, so a token gets the same bits in a group
+     * of four, of two or alone. (Before, tokens past the last four went through one-row dots,
+     * two loads per FMA: a MoE expert's share of a prefill chunk, 1-3 tokens, mostly did.)
+     */
+    private static void dot2x2(float[] out, int rows, int r, float[] rows2, float[] x, int cols, int t) {
+        int upper = F.loopBound(cols);
+        int x0 = t * cols;
+        int x1 = x0 + cols;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector b0 = a0;
+        FloatVector b1 = a0;
+        int c = 0;
+        for (; c < upper; c += L) {
+            FloatVector wa = FloatVector.fromArray(F, rows2, c);
+            FloatVector wb = FloatVector.fromArray(F, rows2, cols + c);
+            FloatVector v = FloatVector.fromArray(F, x, x0 + c);
+            a0 = wa.fma(v, a0);
+            b0 = wb.fma(v, b0);
+            v = FloatVector.fromArray(F, x, x1 + c);
+            a1 = wa.fma(v, a1);
+            b1 = wb.fma(v, b1);
+        }
+        float sa0 = a0.reduceLanes(VectorOperators.ADD);
+        float sa1 = a1.reduceLanes(VectorOperators.ADD);
+        float sb0 = b0.reduceLanes(VectorOperators.ADD);
+        float sb1 = b1.reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            float wa = rows2[c];
+            float wb = rows2[cols + c];
+            sa0 += wa * x[x0 + c];
+            sa1 += wa * x[x1 + c];
+            sb0 += wb * x[x0 + c];
+            sb1 += wb * x[x1 + c];
+        }
+        out[t * rows + r] = sa0;
+        out[(t + 1) * rows + r] = sa1;
+        out[t * rows + r + 1] = sb0;
+        out[(t + 1) * rows + r + 1] = sb1;
+    }
+
+    /** {@link #dot2x2} for token {@code t} alone. */
+    private static void dot2x1(float[] out, int rows, int r, float[] rows2, float[] x, int cols, int t) {
+        int upper = F.loopBound(cols);
+        int x0 = t * cols;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector b0 = a0;
+        int c = 0;
+        for (; c < upper; c += L) {
+            FloatVector v = FloatVector.fromArray(F, x, x0 + c);
+            a0 = FloatVector.fromArray(F, rows2, c).fma(v, a0);
+            b0 = FloatVector.fromArray(F, rows2, cols + c).fma(v, b0);
+        }
+        float sa0 = a0.reduceLanes(VectorOperators.ADD);
+        float sb0 = b0.reduceLanes(VectorOperators.ADD);
+        for (; c < cols; c++) {
+            sa0 += rows2[c] * x[x0 + c];
+            sb0 += rows2[cols + c] * x[x0 + c];
+        }
+        out[t * rows + r] = sa0;
+        out[t * rows + r + 1] = sb0;
     }
 
     // ---- checks and the reusable pool task ----
