@@ -14,11 +14,13 @@ import io.flinkqwen.engine.LoadedModel;
 import io.flinkqwen.engine.config.Qwen2Config;
 import io.flinkqwen.engine.gguf.GgufFile;
 import io.flinkqwen.engine.model.Qwen2Model;
+import io.flinkqwen.engine.model.RouterStats;
 import io.flinkqwen.engine.safetensors.SafetensorsStore;
 import io.flinkqwen.kernels.DType;
 import io.flinkqwen.kernels.KernelPool;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -123,6 +125,40 @@ class TestModelGeneratorTest {
         new TestModelGenerator(TestModelGenerator.tinyConfig(), 10).write(TestModelGenerator.Format.GGUF, DType.Q8_0, c, 0);
         assertEquals(-1, Files.mismatch(a, b));
         assertTrue(Files.mismatch(a, c) >= 0);
+    }
+
+    @Test
+    void spreadRoutingSpreadsAChunksTokensOverMoreExperts() throws Exception {
+        // the busiest expert's share of a 48-token chunk, per layer, default weights and spread
+        int[][] busiest = new int[2][];
+        for (int v = 0; v < 2; v++) {
+            TestModelGenerator gen = new TestModelGenerator(TestModelGenerator.moePreset("tiny"), 3);
+            if (v == 1) {
+                gen.spreadRouting();
+            }
+            Path file = dir.resolve("moe-" + v + ".gguf");
+            gen.write(TestModelGenerator.Format.GGUF, DType.F32, file, 0);
+            try (LoadedModel m = LoadedModel.open(file); KernelPool pool = KernelPool.serial()) {
+                Qwen2Model f = m.newForward(pool, 48);
+                int[] prompt = new int[48];
+                for (int i = 0; i < prompt.length; i++) {
+                    prompt[i] = 300 + (7 * i) % 200;
+                }
+                f.forward(f.newCache(48), prompt, 0, prompt.length);
+                RouterStats stats = f.routerStats().orElseThrow();
+                busiest[v] = new int[stats.layers()];
+                for (int l = 0; l < stats.layers(); l++) {
+                    for (int e = 0; e < stats.experts(); e++) {
+                        busiest[v][l] = Math.max(busiest[v][l], stats.lastCallTokens(l, e));
+                    }
+                }
+            }
+        }
+        System.out.println("busiest expert per layer, default " + Arrays.toString(busiest[0]) + ", spread "
+                + Arrays.toString(busiest[1]));
+        int last = busiest[0].length - 1;
+        assertTrue(busiest[1][last] < busiest[0][last],
+                "the last layer's busiest expert: " + busiest[1][last] + " tokens spread, " + busiest[0][last] + " by default");
     }
 
     @Test

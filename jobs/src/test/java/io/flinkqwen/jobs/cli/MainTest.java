@@ -7,6 +7,7 @@ package io.flinkqwen.jobs.cli;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -22,6 +23,7 @@ import java.io.RandomAccessFile;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -212,6 +214,14 @@ class MainTest {
         r = run("make-test-model", "--arch", "llama", "--out", dir.resolve("y.gguf").toString());
         assertEquals(2, r.code);
         assertTrue(r.err.contains("qwen2moe"), r.err);
+        Path spread = dir.resolve("spread.gguf");
+        r = run("make-test-model", "--arch", "qwen2moe", "--preset", "tiny", "--seed", "9", "--spread-routing", "--out", spread.toString());
+        assertEquals(0, r.code, r.err);
+        assertTrue(Files.size(spread) == Files.size(moeGguf), "same tensors, other values");
+        assertFalse(Arrays.equals(Files.readAllBytes(spread), Files.readAllBytes(moeGguf)), "--spread-routing changes the weights");
+        r = run("make-test-model", "--arch", "qwen2", "--preset", "tiny", "--spread-routing", "--out", dir.resolve("z.gguf").toString());
+        assertEquals(2, r.code);
+        assertTrue(r.err.contains("--spread-routing applies to --arch qwen2moe only"), r.err);
     }
 
     @Test
