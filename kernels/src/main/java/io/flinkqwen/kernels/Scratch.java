@@ -28,21 +28,14 @@ public final class Scratch {
 
     private float[] floats = new float[0];
     private float[] floats2 = new float[0];
-    // the GEMM's activation tiles and what they hold: the call, the activations and their shape
+    // the GEMM's activation tiles, and what they hold
     private float[] tiles = new float[0];
-    private long tilesCall;
-    private float[] tilesSource;
-    private int tilesTokens;
-    private int tilesCols;
-    private boolean tilesRounded;
-    // activations rounded to Q8_0 blocks (Quantize#roundQ8_0) and what they hold
+    private final Held tilesHeld = new Held();
+    // activations rounded to Q8_0 blocks (Quantize#roundQ8_0), and what they hold
     private float[] q8Values = new float[0];
     private short[] q8Ints = new short[0];
     private float[] q8Scales = new float[0];
-    private long q8Call;
-    private float[] q8Source;
-    private int q8Tokens;
-    private int q8Cols;
+    private final Held q8Held = new Held();
     private short[] shorts = new short[0];
     private byte[] bytes = new byte[0];
 
@@ -81,8 +74,7 @@ public final class Scratch {
     float[] tiles(int n) {
         if (tiles.length < n) {
             tiles = new float[n];
-            tilesCall = 0;
-            tilesSource = null;
+            tilesHeld.forget();
         }
         return tiles;
     }
@@ -92,8 +84,7 @@ public final class Scratch {
      * {@code call} (never for call 0, a call without an id); within one call x does not change.
      */
     boolean tilesHold(long call, float[] x, int tokens, int cols, boolean rounded) {
-        return call != 0 && call == tilesCall && x == tilesSource && tokens == tilesTokens && cols == tilesCols
-                && rounded == tilesRounded;
+        return tilesHeld.is(call, x, tokens, cols, rounded);
     }
 
     /**
@@ -101,21 +92,17 @@ public final class Scratch {
      * values rounded to Q8_0 blocks or not.
      */
     void tilesHeld(long call, float[] x, int tokens, int cols, boolean rounded) {
-        tilesCall = call;
-        tilesSource = call == 0 ? null : x;
-        tilesTokens = tokens;
-        tilesCols = cols;
-        tilesRounded = rounded;
+        tilesHeld.set(call, x, tokens, cols, rounded);
     }
 
     /**
      * {@code x} ({@code tokens x cols}) rounded to Q8_0 blocks ({@link Quantize#roundQ8_0}): the
      * values in {@link #q8Values} and, for one token, the integers in {@link #q8Ints} and the
-     * block scales in {@link #q8Scales}, each from index 0. Rounds only if this scratch does not hold them from the
-     * same matmul call already (never kept for call 0).
+     * block scales in {@link #q8Scales}, each from index 0. Rounds only if this scratch does not
+     * hold them from the same matmul call already (never kept for call 0).
      */
     void roundQ8_0(long call, float[] x, int tokens, int cols) {
-        if (call != 0 && call == q8Call && x == q8Source && tokens == q8Tokens && cols == q8Cols) {
+        if (q8Held.is(call, x, tokens, cols, true)) {
             return;
         }
         int n = tokens * cols;
@@ -126,10 +113,7 @@ public final class Scratch {
         }
         // the integers only for one token: more tokens are multiplied in float
         Quantize.roundQ8_0(x, 0, n, q8Values, 0, tokens == 1 ? q8Ints : null, 0, q8Scales, 0);
-        q8Call = call;
-        q8Source = call == 0 ? null : x;
-        q8Tokens = tokens;
-        q8Cols = cols;
+        q8Held.set(call, x, tokens, cols, true);
     }
 
     /** The rounded values of the last {@link #roundQ8_0}. */
@@ -182,6 +166,36 @@ public final class Scratch {
             shortSource = chunk;
         }
         return shortView;
+    }
+
+    /**
+     * What a per-call buffer holds: activations {@code x} ({@code tokens x cols}), prepared in
+     * one way or another ({@code variant}), in matmul call {@code call}. Within one call x does
+     * not change; a call without an id (0) is never held.
+     */
+    private static final class Held {
+        private long call;
+        private float[] source;
+        private int tokens;
+        private int cols;
+        private boolean variant;
+
+        boolean is(long call, float[] x, int tokens, int cols, boolean variant) {
+            return call != 0 && call == this.call && x == source && tokens == this.tokens && cols == this.cols
+                    && variant == this.variant;
+        }
+
+        void set(long call, float[] x, int tokens, int cols, boolean variant) {
+            this.call = call;
+            this.source = call == 0 ? null : x;
+            this.tokens = tokens;
+            this.cols = cols;
+            this.variant = variant;
+        }
+
+        void forget() {
+            set(0, null, 0, 0, false);
+        }
     }
 
     private static ByteBuffer wholeLittleEndian(ByteBuffer chunk) {
