@@ -131,6 +131,10 @@ final class FlinkProcessCluster implements AutoCloseable {
         c.put("heartbeat.timeout", "5000");
         c.put("cluster.registration.error-delay", "500 ms");
         c.put("metrics.fetcher.update-interval", "100 ms"); // fresh enough to see a generation under way (scenario 1)
+        // The REST metric store starts a fetch only when the last one finished, and a fetch waits
+        // web.timeout (default 10 min) for each TaskManager's metrics: one in flight to a killed
+        // TaskManager froze every metric the later scenarios wait on (2 of 7 suite runs).
+        c.put("web.timeout", "15 s");
         c.put("state.backend.type", "hashmap");
         c.put("execution.checkpointing.dir", dir.resolve("checkpoints").toUri().toString());
         c.put("io.tmp.dirs", dir.resolve("tmp").toString());
