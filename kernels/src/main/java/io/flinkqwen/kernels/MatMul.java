@@ -39,6 +39,8 @@ import jdk.incubator.vector.VectorSpecies;
  *   <li>one token (decode): each row dotted as stored (Q8_0: int8 weights times the int8
  *       activations, summed exactly per block, two rows at once, see {@link #dotQ8_0Ints}; F16
  *       bits shifted into floats, see {@link #dotF16Scaled});
+ *   <li>up to {@link #INT8_TOKENS} tokens of a Q8_0 matrix: the one-token path, token after
+ *       token for each row pair, so that a token gets the bits it gets alone;
  *   <li>up to {@link #GEMM_MIN} tokens (a decode batch, a MoE expert's share of a prefill):
  *       rows decoded to floats in pairs and dotted with four tokens per pass ({@link
  *       #fewTokenRows});
@@ -247,14 +249,15 @@ public final class MatMul {
             scratch.roundQ8_0(call, x, nTokens, w.cols());
             x = scratch.q8Values();
         }
-        if (nTokens > 1) {
+        boolean ints = q8 && INT8_DOTS && nTokens <= INT8_TOKENS;
+        if (nTokens > 1 && !ints) {
             // a decode batch: too few tokens to fill the GEMM's token vectors
             fewTokenRows(out, w, x, nTokens, rowStart, rowEnd, scratch);
             return;
         }
         PackedRows packed = w.packed();
-        if (packed != null && q8 && INT8_DOTS) {
-            dotRowsQ8_0Ints(out, w, packed, rowStart, rowEnd, scratch.q8Ints(), scratch.q8Scales(),
+        if (packed != null && ints) {
+            dotRowsQ8_0Ints(out, w, packed, rowStart, rowEnd, nTokens, scratch.q8Ints(), scratch.q8Scales(),
                     scratch.floats(2 * (w.cols() / QK)));
             return;
         }
@@ -267,7 +270,7 @@ public final class MatMul {
             // a group never crosses a chunk: its rows are contiguous bytes of one buffer
             int chunkEnd = (r / w.rowsPerChunk() + 1) * w.rowsPerChunk();
             int end = Math.min(Math.min(rowEnd, chunkEnd), r + group);
-            dotRows(out, w, r, end, x, scratch, q8);
+            dotRows(out, w, r, end, x, nTokens, scratch, q8);
             r = end;
         }
     }
@@ -345,6 +348,16 @@ public final class MatMul {
      */
     static final boolean INT8_DOTS = F.vectorBitSize() >= 256;
 
+    /**
+     * Up to this many tokens (with {@link #INT8_DOTS}), a Q8_0 matrix multiplies each token as
+     * the one-token path does, token after token per row pair so the pair's bytes are read from
+     * L1 again: a MoE expert's share of a prefill chunk is often this small. Per core, 704x1024:
+     * 2 tokens 92 against 119-123 us in {@link #fewTokenRows} (whose row decoding to floats
+     * costs about two cycles per eight weights whatever the token count), 3 tokens 138 against
+     * 172-175; at 4 tokens the float path wins (184 against 148).
+     */
+    static final int INT8_TOKENS = 3;
+
     private static final VectorSpecies<Byte> B128 = ByteVector.SPECIES_128;
     private static final VectorSpecies<Short> S256 = ShortVector.SPECIES_256;
     private static final VectorSpecies<Float> F256 = FloatVector.SPECIES_256;
@@ -357,7 +370,8 @@ public final class MatMul {
      * matrices). A row's result does not depend on its partner.
      */
     private static void dotRowsQ8_0Ints(float[] out, WeightMatrix w, PackedRows p, int rowStart, int rowEnd,
-            short[] xq, float[] xd, float[] scales) {
+            int nTokens, short[] xq, float[] xd, float[] scales) {
+        int rows = w.rows();
         int cols = w.cols();
         int spr = cols / QK;
         int rpb = p.rowsPerBlock;
@@ -371,9 +385,12 @@ public final class MatMul {
             int b2 = r2 / rpb;
             int i1 = r - b * rpb;
             int i2 = r2 - b2 * rpb;
-            timesActivationScales(scales, 0, p.scales[b], i1 * spr, xd, spr);
-            timesActivationScales(scales, spr, p.scales[b2], i2 * spr, xd, spr);
-            dotQ8_0Ints(out, r, p.quants[b], i1 * cols, scales, 0, r2, p.quants[b2], i2 * cols, scales, spr, xq, cols, QK);
+            for (int t = 0; t < nTokens; t++) {
+                timesActivationScales(scales, 0, p.scales[b], i1 * spr, xd, t * spr, spr);
+                timesActivationScales(scales, spr, p.scales[b2], i2 * spr, xd, t * spr, spr);
+                dotQ8_0Ints(out, t * rows + r, p.quants[b], i1 * cols, scales, 0,
+                        t * rows + r2, p.quants[b2], i2 * cols, scales, spr, xq, t * cols, cols, QK);
+            }
         }
     }
 
@@ -382,13 +399,13 @@ public final class MatMul {
      * times the activation scale, once per row rather than once per block in the dot's loop
      * (1.03-1.05x on a 64 MiB matrix).
      */
-    private static void timesActivationScales(float[] dst, int d0, float[] s, int s0, float[] xd, int n) {
+    private static void timesActivationScales(float[] dst, int d0, float[] s, int s0, float[] xd, int x0, int n) {
         int b = 0;
         for (; b < F.loopBound(n); b += L) {
-            FloatVector.fromArray(F, s, s0 + b).mul(FloatVector.fromArray(F, xd, b)).intoArray(dst, d0 + b);
+            FloatVector.fromArray(F, s, s0 + b).mul(FloatVector.fromArray(F, xd, x0 + b)).intoArray(dst, d0 + b);
         }
         for (; b < n; b++) {
-            dst[d0 + b] = s[s0 + b] * xd[b];
+            dst[d0 + b] = s[s0 + b] * xd[x0 + b];
         }
     }
 
@@ -398,19 +415,23 @@ public final class MatMul {
      * multiplied by the activations' into {@code scales}: the same arithmetic, so the same bits
      * as the packed layout.
      */
-    private static void dotRowsQ8_0IntsMapped(
-            float[] out, int r0, int n, byte[] q, int rowBytes, int cols, float[] scales, short[] xq, float[] xd) {
+    private static void dotRowsQ8_0IntsMapped(float[] out, int rows, int r0, int n, byte[] q, int rowBytes, int cols,
+            int nTokens, float[] scales, short[] xq, float[] xd) {
         int spr = cols / QK;
         for (int i = 0; i < n; i++) {
-            for (int b = 0; b < spr; b++) {
-                scales[i * spr + b] = Simd.scaleAt(q, i * rowBytes + b * 34) * xd[b];
+            for (int t = 0; t < nTokens; t++) {
+                for (int b = 0; b < spr; b++) {
+                    scales[(t * n + i) * spr + b] = Simd.scaleAt(q, i * rowBytes + b * 34) * xd[t * spr + b];
+                }
             }
         }
         int half = (n + 1) / 2;
         for (int i = 0; i < half; i++) {
             int j = i + half < n ? i + half : i;
-            dotQ8_0Ints(out, r0 + i, q, i * rowBytes + 2, scales, i * spr,
-                    r0 + j, q, j * rowBytes + 2, scales, j * spr, xq, cols, 34);
+            for (int t = 0; t < nTokens; t++) {
+                dotQ8_0Ints(out, t * rows + r0 + i, q, i * rowBytes + 2, scales, (t * n + i) * spr,
+                        t * rows + r0 + j, q, j * rowBytes + 2, scales, (t * n + j) * spr, xq, t * cols, cols, 34);
+            }
         }
     }
 
@@ -424,14 +445,14 @@ public final class MatMul {
      * (x86's pmaddubsw, pmaddwd), hence the shifts.
      */
     private static void dotQ8_0Ints(float[] out, int r1, byte[] q1, int qo1, float[] s1, int so1,
-            int r2, byte[] q2, int qo2, float[] s2, int so2, short[] xq, int n, int stride) {
+            int r2, byte[] q2, int qo2, float[] s2, int so2, short[] xq, int xo, int n, int stride) {
         FloatVector acc1 = FloatVector.zero(F256);
         FloatVector acc2 = acc1;
         for (int b = 0; b < n / QK; b++) {
             int o1 = qo1 + b * stride;
             int o2 = qo2 + b * stride;
-            ShortVector xa = ShortVector.fromArray(S256, xq, b * QK);
-            ShortVector xb = ShortVector.fromArray(S256, xq, b * QK + 16);
+            ShortVector xa = ShortVector.fromArray(S256, xq, xo + b * QK);
+            ShortVector xb = ShortVector.fromArray(S256, xq, xo + b * QK + 16);
             ShortVector p1 = widen(q1, o1).mul(xa).add(widen(q1, o1 + 16).mul(xb));
             ShortVector p2 = widen(q2, o2).mul(xa).add(widen(q2, o2 + 16).mul(xb));
             acc1 = pairSums(p1).fma(FloatVector.broadcast(F256, s1[so1 + b]), acc1);
@@ -545,7 +566,8 @@ public final class MatMul {
      * copied to scratch with one bulk get (a get per row cost about as much as the copy itself
      * for 1 KiB rows), then each row is dotted from its offset in the copy.
      */
-    private static void dotRows(float[] out, WeightMatrix w, int r0, int r1, float[] x, Scratch scratch, boolean q8Rounded) {
+    private static void dotRows(float[] out, WeightMatrix w, int r0, int r1, float[] x, int nTokens, Scratch scratch,
+            boolean q8Rounded) {
         ByteBuffer chunk = w.chunk(r0);
         int base = w.offset(r0);
         int cols = w.cols();
@@ -583,8 +605,8 @@ public final class MatMul {
                 boolean q8 = w.dtype() == DType.Q8_0;
                 if (q8 && q8Rounded && INT8_DOTS) {
                     // x is already rounded to Q8_0 blocks; the scratch holds their integers
-                    dotRowsQ8_0IntsMapped(out, r0, n, q, rowBytes, cols, scratch.floats2(n * (cols / QK)),
-                            scratch.q8Ints(), scratch.q8Scales());
+                    dotRowsQ8_0IntsMapped(out, w.rows(), r0, n, q, rowBytes, cols, nTokens,
+                            scratch.floats2(nTokens * n * (cols / QK)), scratch.q8Ints(), scratch.q8Scales());
                     break;
                 }
                 for (int i = 0; i < n; i++) {

@@ -97,7 +97,7 @@ public final class Scratch {
 
     /**
      * {@code x} ({@code tokens x cols}) rounded to Q8_0 blocks ({@link Quantize#roundQ8_0}): the
-     * values in {@link #q8Values} and, for one token, the integers in {@link #q8Ints} and the
+     * values in {@link #q8Values} and, for up to {@link MatMul#INT8_TOKENS} tokens, the integers in {@link #q8Ints} and the
      * block scales in {@link #q8Scales}, each from index 0. Rounds only if this scratch does not
      * hold them from the same matmul call already (never kept for call 0).
      */
@@ -111,8 +111,8 @@ public final class Scratch {
             q8Ints = new short[n];
             q8Scales = new float[n / 32];
         }
-        // the integers only for one token: more tokens are multiplied in float
-        Quantize.roundQ8_0(x, 0, n, q8Values, 0, tokens == 1 ? q8Ints : null, 0, q8Scales, 0);
+        // the integers only where the int8 kernel runs: more tokens are multiplied in float
+        Quantize.roundQ8_0(x, 0, n, q8Values, 0, tokens <= MatMul.INT8_TOKENS ? q8Ints : null, 0, q8Scales, 0);
         q8Held.set(call, x, tokens, cols, true);
     }
 

@@ -161,14 +161,28 @@ class MatMulTest {
         WeightMatrix w = WeightMatrix.onHeap(type, rows, cols,
                 TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols)).packOnHeap();
         float[] x = Numerics.uniform(rnd, MatMul.GEMM_MIN * cols, 1f);
-        float[] longest = new float[MatMul.GEMM_MIN * rows];
-        MatMul.matMul(POOLS[0], longest, w, x, MatMul.GEMM_MIN);
-        for (int n = 2; n < MatMul.GEMM_MIN; n++) {
-            for (KernelPool pool : POOLS) {
-                float[] out = new float[n * rows];
-                MatMul.matMul(pool, out, w, x, n);
-                Numerics.assertSameBits(longest, 0, out, 0, out.length,
-                        type + " tokens " + n + " vs " + MatMul.GEMM_MIN + " threads " + pool.threads());
+        // Q8_0 is checked with its activations rounded (the int8 kernel up to INT8_TOKENS) and as
+        // floats (every few-token batch in float row pairs)
+        for (boolean round : type == DType.Q8_0 ? new boolean[] {true, false} : new boolean[] {true}) {
+            float[] longest = new float[MatMul.GEMM_MIN * rows];
+            MatMul.matMul(POOLS[0], longest, w, x, MatMul.GEMM_MIN, round);
+            // up to INT8_TOKENS rounded Q8_0 tokens, each token gets the bits it gets alone
+            float[] alone = new float[MatMul.GEMM_MIN * rows];
+            for (int t = 0; t < MatMul.GEMM_MIN; t++) {
+                float[] one = new float[rows];
+                MatMul.matMul(POOLS[0], one, w, java.util.Arrays.copyOfRange(x, t * cols, (t + 1) * cols), 1, round);
+                System.arraycopy(one, 0, alone, t * rows, rows);
+            }
+            boolean ints = type == DType.Q8_0 && round && MatMul.INT8_DOTS;
+            for (int n = 2; n < MatMul.GEMM_MIN; n++) {
+                float[] expected = ints && n <= MatMul.INT8_TOKENS ? alone : longest;
+                for (KernelPool pool : POOLS) {
+                    float[] out = new float[n * rows];
+                    MatMul.matMul(pool, out, w, x, n, round);
+                    Numerics.assertSameBits(expected, 0, out, 0, out.length, type + (round ? "" : " float") + " tokens "
+                            + n + " vs " + (expected == alone ? "each alone" : MatMul.GEMM_MIN) + " threads "
+                            + pool.threads());
+                }
             }
         }
     }
@@ -322,7 +336,7 @@ class MatMulTest {
         int cols = type.isQuantized() ? 64 : 37;
         byte[] bytes = TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols);
         WeightMatrix heap = TestMatrices.matrix(TestMatrices.Layout.HEAP, type, rows, cols, bytes);
-        for (int nTokens : new int[] {1, 2, 5, 19}) {
+        for (int nTokens : new int[] {1, 2, 3, 5, 19}) {
             float[] x = Numerics.uniform(rnd, nTokens * cols, 1f);
             float[] expected = new float[nTokens * rows];
             MatMul.matMul(POOLS[0], expected, heap, x, nTokens);
