@@ -254,6 +254,45 @@ public final class LoadedModel implements AutoCloseable {
         }
     }
 
+    /** Prompt tokens per forward pass for a dense model ({@link #defaultChunkTokens()}). */
+    public static final int DENSE_CHUNK_TOKENS = 64;
+
+    /** Tokens a routed expert gets per chunk on average, at the MoE chunk {@link #defaultChunkTokens()} picks. */
+    public static final int MOE_TOKENS_PER_EXPERT = 8;
+
+    /** The largest chunk {@link #defaultChunkTokens()} picks for a MoE model. */
+    public static final int MAX_MOE_CHUNK_TOKENS = 256;
+
+    /**
+     * The {@code maxChunkTokens} to give {@link #newForward}: prompt tokens per forward pass
+     * (prefill runs a prompt chunk after chunk, all in the same engine step) and the most
+     * sequences one decode pass holds. It bounds the activation scratch the forward pass keeps
+     * (about 100 KiB per token for a 2048-wide MoE), not the latency of other sequences.
+     *
+     * <p>A dense model: {@value #DENSE_CHUNK_TOKENS}; its GEMMs already read each weight once per
+     * 64 tokens. A MoE model: the smallest multiple of 64 that sends each routed expert {@value
+     * #MOE_TOKENS_PER_EXPERT} tokens on average ({@code chunk * top-k / experts}), at most
+     * {@value #MAX_MOE_CHUNK_TOKENS}: an expert's weights are read once per chunk for the
+     * tokens routed to it, and with evenly spread routing a 64-token chunk gives a Qwen1.5-MoE
+     * A2.7B expert about 4 tokens, too few to amortize reading and decoding its rows. For A2.7B
+     * (60 experts, top-4) this is 128, for 57B-A14B (64 experts, top-8) 64. llama.cpp prefills
+     * up to 512 tokens in one batch by default.
+     */
+    public int defaultChunkTokens() {
+        return defaultChunkTokens(moeConfig);
+    }
+
+    /** {@link #defaultChunkTokens()} for a model with this MoE config (null: dense). */
+    public static int defaultChunkTokens(Qwen2MoeConfig moe) {
+        if (moe == null) {
+            return DENSE_CHUNK_TOKENS;
+        }
+        long wanted = (long) MOE_TOKENS_PER_EXPERT * moe.numExperts();
+        long perChunk = (wanted + moe.numExpertsPerTok() - 1) / moe.numExpertsPerTok();
+        long chunk = (perChunk + DENSE_CHUNK_TOKENS - 1) / DENSE_CHUNK_TOKENS * DENSE_CHUNK_TOKENS;
+        return (int) Math.max(DENSE_CHUNK_TOKENS, Math.min(MAX_MOE_CHUNK_TOKENS, chunk));
+    }
+
     /**
      * A forward pass over these weights on {@code pool}, on the kernel backend the {@code
      * flinkqwen.device} system property names (default {@code auto}: TornadoVM if its backend is

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.flinkqwen.engine.config.Qwen2MoeConfig;
 import io.flinkqwen.engine.gguf.GgmlType;
 import io.flinkqwen.engine.gguf.GgufFile;
 import io.flinkqwen.engine.gguf.GgufTensorInfo;
@@ -53,6 +54,30 @@ class LoadedModelTest {
             assertEquals("safetensors", m.format());
             assertEquals("BF16", m.weights().weightFormat());
         }
+    }
+
+    @Test
+    void theDefaultChunkGivesARoutedExpertEightTokensOnAverage() {
+        try (LoadedModel m = LoadedModel.open(gguf)) {
+            assertEquals(64, m.defaultChunkTokens(), "a dense model");
+        }
+        assertEquals(64, LoadedModel.defaultChunkTokens(null));
+        // Qwen1.5-MoE-A2.7B, 60 experts, top-4: 8 * 60 / 4 = 120 tokens, rounded up to 128
+        assertEquals(128, LoadedModel.defaultChunkTokens(Qwen2MoeConfig.qwen15_moe_a2_7b()));
+        // Qwen2-57B-A14B, 64 experts, top-8: 8 * 64 / 8 = 64
+        assertEquals(64, LoadedModel.defaultChunkTokens(Qwen2MoeConfig.qwen2_57b_a14b()));
+        assertEquals(192, LoadedModel.defaultChunkTokens(routing(36, 2)), "8 * 36 / 2 = 144, up to 192");
+        assertEquals(256, LoadedModel.defaultChunkTokens(routing(128, 1)), "8 * 128 = 1024, at most 256");
+        assertEquals(64, LoadedModel.defaultChunkTokens(routing(4, 2)), "never below the dense chunk");
+    }
+
+    /** The A2.7B preset with {@code experts} routed experts, {@code topK} per token. */
+    private static Qwen2MoeConfig routing(int experts, int topK) {
+        Qwen2MoeConfig p = Qwen2MoeConfig.qwen15_moe_a2_7b();
+        return new Qwen2MoeConfig(p.vocabSize(), p.hiddenSize(), p.intermediateSize(), p.numHiddenLayers(),
+                p.numAttentionHeads(), p.numKeyValueHeads(), p.maxPositionEmbeddings(), p.ropeTheta(), p.rmsNormEps(),
+                p.tieWordEmbeddings(), p.bosTokenId(), p.eosTokenId(), experts, topK, p.moeIntermediateSize(),
+                p.sharedExpertIntermediateSize(), p.normTopkProb(), p.decoderSparseStep(), p.mlpOnlyLayers());
     }
 
     /** Rewrites the good GGUF, letting {@code edit} drop or change tensors (null drops). */

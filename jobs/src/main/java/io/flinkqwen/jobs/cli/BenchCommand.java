@@ -32,7 +32,8 @@ import java.util.concurrent.TimeUnit;
  * {@code bench}: prefill and decode speed of one sequence on a model, optionally next to
  * llama.cpp (node-llama-cpp) on the same file with the same thread count.
  *
- * <p>A run prefills {@code --prompt-tokens} ids in one forward call (chunks of 64, as {@code
+ * <p>A run prefills {@code --prompt-tokens} ids in one forward call (chunks of the model's
+ * {@link LoadedModel#defaultChunkTokens()} unless {@code --chunk-tokens} says, as {@code
  * generate} does), then decodes {@code --gen-tokens} greedily: the token picked after the prompt
  * is the first, each further one costs a one-token forward, so decode speed is {@code
  * (gen - 1) / decode time}. Each run starts from a fresh KV cache; untimed warm-up runs come
@@ -52,8 +53,6 @@ final class BenchCommand implements Main.Command {
     /** Qwen's regular BPE tokens end here; ids from 151643 up are special tokens. */
     private static final int QWEN_REGULAR_TOKENS = 151643;
 
-    /** Prefill chunk: tokens per forward call, and the most sequences a decode batch holds. */
-    private static final int CHUNK_TOKENS = 64;
 
     @Override
     public String usage() {
@@ -66,10 +65,11 @@ final class BenchCommand implements Main.Command {
                 "  --prompt-tokens  prompt length (default 128); ids are (13 + 7919 i) mod vocabulary",
                 "  --gen-tokens     tokens decoded greedily after the prompt (default 64)",
                 "  --batch          sequences decoded together (one forward pass per step for all;",
-                "                   default 1, at most --chunk-tokens); llama.cpp then decodes as many",
+                "                   default 1, at most --chunk-tokens if given); llama.cpp then decodes as many",
                 "                   sequences of one context together",
-                "  --chunk-tokens   prompt tokens per forward pass (default 64); more give a MoE layer's",
-                "                   experts more tokens each",
+                "  --chunk-tokens   prompt tokens per forward pass, and the most sequences a decode pass",
+                "                   holds (default: the model's, 64 dense; MoE: 8 tokens per expert on",
+                "                   average, e.g. 128 for 60 experts top-4)",
                 "  --threads        kernel threads (default: available processors); llama.cpp gets the same",
                 "  --runs           timed runs (default 3); medians, min and max are reported",
                 "  --warmup         untimed runs first (default 1), for both engines",
@@ -104,9 +104,9 @@ final class BenchCommand implements Main.Command {
             throw new Args.UsageException("bench: --output must be json or text, got '" + output + "'");
         }
         int batch = positive(a, "batch", 1);
-        int chunk = positive(a, "chunk-tokens", CHUNK_TOKENS);
-        if (batch > chunk) {
-            throw new Args.UsageException("bench: --batch must be at most --chunk-tokens (" + chunk + "), got " + batch);
+        int chunkArg = a.has("chunk-tokens") ? positive(a, "chunk-tokens", 1) : 0;
+        if (chunkArg > 0 && batch > chunkArg) {
+            throw new Args.UsageException("bench: --batch must be at most --chunk-tokens (" + chunkArg + "), got " + batch);
         }
         int promptTokens = positive(a, "prompt-tokens", 128);
         int genTokens = positive(a, "gen-tokens", 64);
@@ -151,6 +151,8 @@ final class BenchCommand implements Main.Command {
             o.put("weight_format", model.weights().weightFormat());
             o.put("weights_bytes", weightBytes);
             o.put("weights_on_heap", model.weights().onHeap());
+            int chunk = chunkArg > 0 ? chunkArg : Math.max(batch, model.defaultChunkTokens());
+            o.put("chunk_tokens", chunk);
             try (KernelPool pool = new KernelPool(threads)) {
                 Qwen2Model forward = model.newForward(pool, chunk, kvType);
                 o.put("device", forward.backend().name());

@@ -93,7 +93,7 @@ final class GenerateCommand implements Main.Command {
                 prompt = model.tokenizer().encodeWithSpecialTokens(a.string("prompt"));
             }
             try (KernelPool pool = new KernelPool(threads)) {
-                Qwen2Model forward = model.newForward(pool, 64, KvType.of(a, "generate"));
+                Qwen2Model forward = model.newForward(pool, model.defaultChunkTokens(), KvType.of(a, "generate"));
                 StreamingDecoder decoder = new StreamingDecoder(model.tokenizer());
                 boolean stream = output.equals("text");
                 StringBuilder text = new StringBuilder();

@@ -88,7 +88,7 @@ final class KvCapacityCommand implements Main.Command {
                 for (boolean sharing : new boolean[] {false, true}) {
                     long t0 = System.nanoTime();
                     try (ContinuousBatchingEngine engine =
-                            new ContinuousBatchingEngine(model.newForward(pool, 64, f), 1, 2, budget, sharing)) {
+                            new ContinuousBatchingEngine(model.newForward(pool, model.defaultChunkTokens(), f), 1, 2, budget, sharing)) {
                         for (int k = 0; k < keys; k++) {
                             int[] p = new int[shared + own];
                             for (int i = 0; i < shared; i++) {

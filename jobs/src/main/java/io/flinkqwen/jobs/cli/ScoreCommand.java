@@ -46,7 +46,7 @@ final class ScoreCommand implements Main.Command {
                 KernelPool pool = new KernelPool(threads)) {
             int vocab = model.config().vocabSize();
             int k = Math.min(top, vocab);
-            Qwen2Model forward = model.newForward(pool, 64, KvType.of(a, "score"));
+            Qwen2Model forward = model.newForward(pool, model.defaultChunkTokens(), KvType.of(a, "score"));
             float[][] logits = forward.forwardAllLogits(forward.newCache(ids.length), ids);
             ObjectMapper json = new ObjectMapper();
             ObjectNode o = json.createObjectNode();

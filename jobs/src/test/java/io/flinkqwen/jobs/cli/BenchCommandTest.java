@@ -136,8 +136,12 @@ class BenchCommandTest {
         // a step reads the weights once for the 4 tokens it yields
         assertEquals(o.get("weights_bytes").asLong() / 4 * o.get("decode_tokens_per_s").asDouble() / 1e9,
                 o.get("decode_weight_gb_per_s").asDouble(), 0.01);
-        r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "65");
-        assertEquals(2, r.code());
+        assertEquals(64, o.get("chunk_tokens").asInt(), "a dense model's default chunk");
+        // a batch above the default chunk raises the chunk; one above a given chunk is refused
+        r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "65", "--prompt-tokens", "3",
+                "--gen-tokens", "2", "--runs", "1", "--warmup", "0", "--threads", "1", "--bandwidth-gb-s", "20");
+        assertEquals(0, r.code(), r.err());
+        assertEquals(65, new ObjectMapper().readTree(r.out()).get("chunk_tokens").asInt());
         r = MainTest.run("bench", "--model", gguf.toString(), "--batch", "9", "--chunk-tokens", "8");
         assertEquals(2, r.code());
         assertTrue(r.err().contains("--batch must be at most --chunk-tokens (8), got 9"), r.err());

@@ -280,7 +280,7 @@ public final class LongContextInferenceOperator extends AbstractStreamOperator<I
                 QwenInferenceOptions.DEVICE.key(), System.getProperty(KernelBackends.DEVICE_PROPERTY, "auto"));
         // the KV format of the settings (qwen.kv-type), else the JVM's flinkqwen.kv (default f32)
         engine = engineFactory.create(
-                model.newForward(pool, 64, KernelBackends.select(device), settings.resolvedKvFormat()), settings);
+                model.newForward(pool, model.defaultChunkTokens(), KernelBackends.select(device), settings.resolvedKvFormat()), settings);
         var task = getRuntimeContext().getTaskInfo();
         batcher = new ArrowRequestBatcher(allocatorSource.parent(),
                 task.getTaskNameWithSubtasks() + "/" + getOperatorID(), Long.MAX_VALUE, settings.batch());

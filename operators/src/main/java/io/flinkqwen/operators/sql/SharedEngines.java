@@ -151,7 +151,7 @@ public final class SharedEngines {
             try {
                 pool = new KernelPool(spec.threads());
                 InferenceEngine engine = new ContinuousBatchingEngine(
-                        model.newForward(pool, 64, io.flinkqwen.kernels.backend.KernelBackends.select(spec.device()),
+                        model.newForward(pool, model.defaultChunkTokens(), io.flinkqwen.kernels.backend.KernelBackends.select(spec.device()),
                                 spec.kvFormat()),
                         spec.maxSequences(), spec.capacity(), spec.kvBudgetBytes());
                 return new Shared(spec, model, pool, engine);
