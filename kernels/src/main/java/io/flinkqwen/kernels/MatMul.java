@@ -40,12 +40,13 @@ import jdk.incubator.vector.VectorSpecies;
  *       activations, summed exactly per block, two rows at once, see {@link #dotQ8_0Ints}; F16
  *       bits shifted into floats, see {@link #dotF16Scaled});
  *   <li>up to {@link #INT8_TOKENS} tokens of a Q8_0 matrix: the one-token path, token after
- *       token for each row pair, so that a token gets the bits it gets alone;
+ *       token, so that a token gets the bits it gets alone;
  *   <li>up to {@link #GEMM_MIN} tokens (a decode batch, a MoE expert's share of a prefill):
  *       rows decoded to floats in pairs and dotted with four tokens per pass ({@link
  *       #fewTokenRows});
  *   <li>more (prefill): a small GEMM with the tokens across the vector lanes ({@link
- *       #gemmRows}).
+ *       #gemmRows}), in tiles of 2L tokens; a last tile of at most {@link #GEMM_REST} tokens
+ *       goes to the paths above instead.
  * </ul>
  *
  * <p>Sums are kept in float (FMA; Q8_0 one-token blocks in exact integers first), so results
@@ -63,6 +64,15 @@ public final class MatMul {
      * 9 tokens 8.9 GMAC/s in the GEMM vs 13.6 in row pairs; 12 tokens 25.0 vs 18.0).
      */
     static final int GEMM_MIN = L + L / 4;
+
+    /**
+     * A GEMM of more than 2L tokens whose last tile would hold at most this many leaves them to
+     * the few-token paths, as a batch of their own: a tile costs about as much with one token
+     * as with L (the rows are decoded and every column multiplied for the whole vector). A Q8_0
+     * 708x1024 expert matrix, per core: 17 tokens 557 us in tiles against 383 us split; 20
+     * tokens 560 against 484; 24 tokens gain nothing (572 against 587).
+     */
+    static final int GEMM_REST = L / 2;
 
     /**
      * Weight bytes copied to scratch per bulk get on the one-token path: a few rows, small
@@ -242,6 +252,12 @@ public final class MatMul {
         }
         boolean q8 = type == DType.Q8_0 && round;
         if (nTokens > GEMM_MIN) {
+            int rest = nTokens % (2 * L);
+            if (nTokens > 2 * L && rest <= GEMM_REST && rest > 0) {
+                gemmRows(out, w, x, nTokens - rest, rowStart, rowEnd, scratch, call, q8);
+                restRows(out, w, x, nTokens - rest, rest, rowStart, rowEnd, scratch, round);
+                return;
+            }
             gemmRows(out, w, x, nTokens, rowStart, rowEnd, scratch, call, q8);
             return;
         }
@@ -257,8 +273,13 @@ public final class MatMul {
         }
         PackedRows packed = w.packed();
         if (packed != null && ints) {
-            dotRowsQ8_0Ints(out, w, packed, rowStart, rowEnd, nTokens, scratch.q8Ints(), scratch.q8Scales(),
-                    scratch.floats(2 * (w.cols() / QK)));
+            // token after token: the 1-token method as decode compiles it (a token loop inside
+            // it changed C2's inlining there, and decode steps allocated boxed vectors)
+            int cols = w.cols();
+            for (int t = 0; t < nTokens; t++) {
+                dotRowsQ8_0Ints(out, t * w.rows(), w, packed, rowStart, rowEnd, scratch.q8Ints(), t * cols,
+                        scratch.q8Scales(), t * (cols / QK), scratch.floats(2 * (cols / QK)));
+            }
             return;
         }
         if (packed != null) {
@@ -272,6 +293,24 @@ public final class MatMul {
             int end = Math.min(Math.min(rowEnd, chunkEnd), r + group);
             dotRows(out, w, r, end, x, nTokens, scratch, q8);
             r = end;
+        }
+    }
+
+    /**
+     * The last {@code rest} tokens of a GEMM, from token {@code from} on, as a batch of their own
+     * ({@link #GEMM_REST}): copied to scratch, multiplied there (never from a per-call cache:
+     * the copy's array is the same for every matrix), the results copied back.
+     */
+    private static void restRows(float[] out, WeightMatrix w, float[] x, int from, int rest, int rowStart, int rowEnd,
+            Scratch scratch, boolean round) {
+        int rows = w.rows();
+        int cols = w.cols();
+        float[] rx = scratch.restActivations(rest * cols);
+        float[] ro = scratch.restResults(rest * rows);
+        System.arraycopy(x, from * cols, rx, 0, rest * cols);
+        matMulRows(ro, w, rx, rest, rowStart, rowEnd, scratch, 0, round);
+        for (int t = 0; t < rest; t++) {
+            System.arraycopy(ro, t * rows + rowStart, out, (from + t) * rows + rowStart, rowEnd - rowStart);
         }
     }
 
@@ -350,11 +389,11 @@ public final class MatMul {
 
     /**
      * Up to this many tokens (with {@link #INT8_DOTS}), a Q8_0 matrix multiplies each token as
-     * the one-token path does, token after token per row pair so the pair's bytes are read from
-     * L1 again: a MoE expert's share of a prefill chunk is often this small. Per core, 704x1024:
-     * 2 tokens 92 against 119-123 us in {@link #fewTokenRows} (whose row decoding to floats
-     * costs about two cycles per eight weights whatever the token count), 3 tokens 138 against
-     * 172-175; at 4 tokens the float path wins (184 against 148).
+     * the one-token path does, token after token: a MoE expert's share of a prefill chunk is
+     * often this small. Per core, 704x1024: 2 tokens 92 against 119-123 us in {@link
+     * #fewTokenRows} (whose row decoding to floats costs about two cycles per eight weights
+     * whatever the token count), 3 tokens 138 against 172-175; at 4 tokens the float path wins
+     * (184 against 148).
      */
     static final int INT8_TOKENS = 3;
 
@@ -369,9 +408,8 @@ public final class MatMul {
      * one, a core waited on memory between blocks (two: 1.1-1.3x as fast, measured on 64 MiB
      * matrices). A row's result does not depend on its partner.
      */
-    private static void dotRowsQ8_0Ints(float[] out, WeightMatrix w, PackedRows p, int rowStart, int rowEnd,
-            int nTokens, short[] xq, float[] xd, float[] scales) {
-        int rows = w.rows();
+    private static void dotRowsQ8_0Ints(float[] out, int outOff, WeightMatrix w, PackedRows p, int rowStart,
+            int rowEnd, short[] xq, int xo, float[] xd, int xdo, float[] scales) {
         int cols = w.cols();
         int spr = cols / QK;
         int rpb = p.rowsPerBlock;
@@ -385,12 +423,10 @@ public final class MatMul {
             int b2 = r2 / rpb;
             int i1 = r - b * rpb;
             int i2 = r2 - b2 * rpb;
-            for (int t = 0; t < nTokens; t++) {
-                timesActivationScales(scales, 0, p.scales[b], i1 * spr, xd, t * spr, spr);
-                timesActivationScales(scales, spr, p.scales[b2], i2 * spr, xd, t * spr, spr);
-                dotQ8_0Ints(out, t * rows + r, p.quants[b], i1 * cols, scales, 0,
-                        t * rows + r2, p.quants[b2], i2 * cols, scales, spr, xq, t * cols, cols, QK);
-            }
+            timesActivationScales(scales, 0, p.scales[b], i1 * spr, xd, xdo, spr);
+            timesActivationScales(scales, spr, p.scales[b2], i2 * spr, xd, xdo, spr);
+            dotQ8_0Ints(out, outOff + r, p.quants[b], i1 * cols, scales, 0, outOff + r2, p.quants[b2], i2 * cols,
+                    scales, spr, xq, xo, cols, QK);
         }
     }
 
@@ -426,9 +462,9 @@ public final class MatMul {
             }
         }
         int half = (n + 1) / 2;
-        for (int i = 0; i < half; i++) {
-            int j = i + half < n ? i + half : i;
-            for (int t = 0; t < nTokens; t++) {
+        for (int t = 0; t < nTokens; t++) {
+            for (int i = 0; i < half; i++) {
+                int j = i + half < n ? i + half : i;
                 dotQ8_0Ints(out, t * rows + r0 + i, q, i * rowBytes + 2, scales, (t * n + i) * spr,
                         t * rows + r0 + j, q, j * rowBytes + 2, scales, (t * n + j) * spr, xq, t * cols, cols, 34);
             }

@@ -28,6 +28,8 @@ public final class Scratch {
 
     private float[] floats = new float[0];
     private float[] floats2 = new float[0];
+    private float[] restActivations = new float[0];
+    private float[] restResults = new float[0];
     // the GEMM's activation tiles, and what they hold
     private float[] tiles = new float[0];
     private final Held tilesHeld = new Held();
@@ -57,6 +59,22 @@ public final class Scratch {
             floats = new float[n];
         }
         return floats;
+    }
+
+    /** Activations of a GEMM's last few tokens ({@link MatMul#GEMM_REST}), at least {@code n} floats. */
+    float[] restActivations(int n) {
+        if (restActivations.length < n) {
+            restActivations = new float[n];
+        }
+        return restActivations;
+    }
+
+    /** Results of a GEMM's last few tokens, at least {@code n} floats. */
+    float[] restResults(int n) {
+        if (restResults.length < n) {
+            restResults = new float[n];
+        }
+        return restResults;
     }
 
     /** A second float array of at least {@code n} elements, distinct from {@link #floats}. */

@@ -191,9 +191,10 @@ class MatMulTest {
     @EnumSource(DType.class)
     void gemmGivesATokenTheSameBitsWhicheverTileItLandsIn(DType type) {
         // Above GEMM_MIN tokens the GEMM runs in tiles of 2L tokens; a last tile of at most L
-        // tokens takes the one-vector step, a fuller one the two-vector step. The 2L + 3 tokens
-        // of the short batch end in a one-vector tile; in the long batch (3L + 1 tokens) the
-        // same tokens sit in two-vector tiles. Both must give every shared token the same bits.
+        // tokens (but more than GEMM_REST) takes the one-vector step, a fuller one the
+        // two-vector step. The 2L + GEMM_REST + 1 tokens of the short batch end in a one-vector
+        // tile; in the long batch (L + 1 more) the same tokens sit in two-vector tiles. Both
+        // must give every shared token the same bits.
         if (type.isQuantized() && !Simd.QUANT_VECTORS || !type.isQuantized() && type != DType.F32 && !Simd.HALF_VECTORS) {
             return; // the scalar twin runs instead: no tiles
         }
@@ -203,9 +204,10 @@ class MatMulTest {
         WeightMatrix w = WeightMatrix.onHeap(type, rows, cols,
                 TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols));
         int lanes = Simd.L;
-        int shortBatch = Math.max(2 * lanes + 3, MatMul.GEMM_MIN + 1);
+        int shortBatch = Math.max(2 * lanes + MatMul.GEMM_REST + 1, MatMul.GEMM_MIN + 1);
         int longBatch = shortBatch + lanes + 1;
-        assertTrue(shortBatch % (2 * lanes) <= lanes && shortBatch % (2 * lanes) > 0, "short batch ends in a one-vector tile");
+        assertTrue(shortBatch % (2 * lanes) <= lanes && shortBatch % (2 * lanes) > MatMul.GEMM_REST,
+                "short batch ends in a one-vector tile");
         assertTrue(longBatch % (2 * lanes) > lanes || longBatch % (2 * lanes) == 0, "long batch ends in a two-vector tile");
         float[] x = Numerics.uniform(rnd, longBatch * cols, 1f);
         for (KernelPool pool : POOLS) {
@@ -215,6 +217,41 @@ class MatMulTest {
             MatMul.matMul(pool, longOut, w, x, longBatch);
             Numerics.assertSameBits(longOut, 0, shortOut, 0, shortOut.length,
                     type + " tokens " + shortBatch + " vs " + longBatch + " threads " + pool.threads());
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DType.class)
+    void aGemmsLastFewTokensGetTheBitsOfTheirOwnBatch(DType type) {
+        // 2L k + r tokens with 0 < r <= GEMM_REST: the GEMM runs the first 2L k, the last r go
+        // to the few-token paths. Each part must equal the same tokens multiplied on their own,
+        // whatever the thread count, and also through matMulMany.
+        if (type.isQuantized() && !Simd.QUANT_VECTORS || !type.isQuantized() && type != DType.F32 && !Simd.HALF_VECTORS) {
+            return; // the scalar twin runs instead
+        }
+        Random rnd = new Random(75 + type.ordinal());
+        int rows = 13;
+        int cols = 96;
+        WeightMatrix w = WeightMatrix.onHeap(type, rows, cols,
+                TestMatrices.encode(type, TestMatrices.weights(rnd, rows, cols), rows, cols)).packOnHeap();
+        int tile = 2 * Simd.L;
+        for (int rest = 1; rest <= MatMul.GEMM_REST; rest++) {
+            int n = 2 * tile + rest;
+            float[] x = Numerics.uniform(rnd, n * cols, 1f);
+            float[] head = new float[2 * tile * rows];
+            MatMul.matMul(POOLS[0], head, w, java.util.Arrays.copyOf(x, 2 * tile * cols), 2 * tile);
+            float[] tail = new float[rest * rows];
+            MatMul.matMul(POOLS[0], tail, w, java.util.Arrays.copyOfRange(x, 2 * tile * cols, n * cols), rest);
+            for (KernelPool pool : POOLS) {
+                float[] out = new float[n * rows];
+                MatMul.matMul(pool, out, w, x, n);
+                String where = type + " tokens " + n + " threads " + pool.threads();
+                Numerics.assertSameBits(head, 0, out, 0, head.length, where + ": the GEMM's tiles");
+                Numerics.assertSameBits(tail, 0, out, head.length, tail.length, where + ": the last " + rest);
+                float[][] many = {new float[n * rows], new float[n * rows]};
+                MatMul.matMulMany(pool, many, new WeightMatrix[] {w, w}, x, n);
+                Numerics.assertSameBits(out, 0, many[1], 0, out.length, where + ": matMulMany");
+            }
         }
     }
 
