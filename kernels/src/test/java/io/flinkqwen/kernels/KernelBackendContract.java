@@ -304,6 +304,30 @@ public abstract class KernelBackendContract {
     }
 
     @Test
+    public void swiGluEachGivesEveryArrayTheBitsOfItsOwnSwiGlu() {
+        // a MoE layer's experts: arrays of different lengths (one empty) in one call
+        assume(KernelOp.SWIGLU, null);
+        Random rnd = new Random(12);
+        int[] ns = {5632, 0, 1408, 33, 2816};
+        float[][] gates = new float[ns.length][];
+        float[][] ups = new float[ns.length][];
+        float[][] want = new float[ns.length][];
+        for (int i = 0; i < ns.length; i++) {
+            gates[i] = Numerics.uniform(rnd, ns[i] + 3, 8f);
+            ups[i] = Numerics.uniform(rnd, ns[i] + 3, 2f);
+            want[i] = gates[i].clone();
+            backend().swiGlu(want[i], want[i], ups[i], ns[i]);
+        }
+        try (KernelPool pool = new KernelPool(3)) {
+            backend().swiGluEach(pool, gates, gates, ups, ns, ns.length);
+        }
+        for (int i = 0; i < ns.length; i++) {
+            // the 3 elements past ns[i] stay as they were
+            assertArrayEquals(want[i], gates[i], "array " + i + " of " + ns[i]);
+        }
+    }
+
+    @Test
     public void addInPlaceMatchesScalar() {
         assume(KernelOp.ADD, null);
         Random rnd = new Random(12);

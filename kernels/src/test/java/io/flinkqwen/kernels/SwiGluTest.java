@@ -38,6 +38,32 @@ class SwiGluTest {
     }
 
     @Test
+    void swiGluEachCutsTheArraysOverThePoolWithoutChangingABit() {
+        Random rnd = new Random(3);
+        int[] ns = {7, 20000, 0, 1, 999};
+        for (int threads : new int[] {1, 2, 3}) {
+            float[][] outs = new float[ns.length][];
+            float[][] gates = new float[ns.length][];
+            float[][] ups = new float[ns.length][];
+            for (int i = 0; i < ns.length; i++) {
+                gates[i] = Numerics.uniform(rnd, ns[i], 6f);
+                ups[i] = Numerics.uniform(rnd, ns[i], 1f);
+                outs[i] = new float[ns[i] + 1];
+                outs[i][ns[i]] = 42f; // past the end: untouched
+            }
+            try (KernelPool pool = new KernelPool(threads)) {
+                SwiGlu.swiGluEach(pool, outs, gates, ups, ns, ns.length);
+            }
+            for (int i = 0; i < ns.length; i++) {
+                float[] want = new float[ns[i]];
+                SwiGlu.swiGlu(want, 0, gates[i], 0, ups[i], 0, ns[i]);
+                Numerics.assertSameBits(want, 0, outs[i], 0, ns[i], "array " + i + ", " + threads + " threads");
+                assertEquals(42f, outs[i][ns[i]], "array " + i + " past its end");
+            }
+        }
+    }
+
+    @Test
     void swiGluMayWriteOverTheGate() {
         Random rnd = new Random(2);
         float[] gate = Numerics.uniform(rnd, 45, 5f);

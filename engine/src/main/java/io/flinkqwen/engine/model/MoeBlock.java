@@ -61,6 +61,9 @@ final class MoeBlock {
     private final float[][] expertGate;
     private final float[][] expertUp;
     private final float[][] expertDown;
+    private final int[] swiGluElements; // per slot: its tokens times its ffn size
+    private final float[] sharedScale; // (n) sigmoid(shared_expert_gate . x) per token
+    private final Combine combine = new Combine();
 
     MoeBlock(Qwen2MoeConfig c, KernelBackend ops, KernelPool pool, int maxChunk) {
         this.ops = ops;
@@ -93,6 +96,44 @@ final class MoeBlock {
         expertGate = new float[experts][];
         expertUp = new float[experts][];
         expertDown = new float[experts][];
+        swiGluElements = new int[experts + 1];
+        sharedScale = new float[maxChunk];
+    }
+
+    /** Below this many products (tokens x (top-k + 1) x hidden) the combine runs on the calling thread. */
+    private static final long COMBINE_ON_POOL = 1 << 16;
+
+    /**
+     * Columns {@code [d0, d1)} of every token's output: the shared expert's, scaled, plus the
+     * routed experts' by ascending id, each weighted. Each element sees the same operations in
+     * the same order however the columns are cut, so the result does not depend on the pool.
+     */
+    private final class Combine implements KernelPool.RangeTask {
+        float[] out;
+        int n;
+
+        @Override
+        public void run(int d0, int d1, int worker) {
+            int width = d1 - d0;
+            for (int t = 0; t < n; t++) {
+                VectorOps.scaleInPlace(out, t * hidden + d0, width, sharedScale[t]);
+            }
+            for (int slot = 1, e = 0; e < experts; e++) {
+                int m = count[e];
+                if (m == 0) {
+                    continue;
+                }
+                float[] expertOut = slotDown[slot++];
+                for (int i = 0; i < m; i++) {
+                    int o = tokenOf[e][i] * hidden;
+                    int eo = i * hidden;
+                    float weight = weightOf[e][i];
+                    for (int d = d0; d < d1; d++) {
+                        out[o + d] += weight * expertOut[eo + d];
+                    }
+                }
+            }
+        }
     }
 
     RouterStats stats() {
@@ -162,7 +203,12 @@ final class MoeBlock {
         }
         ops.matMulEach(pool, eachOut, eachMatrix, eachIn, eachTokens, 2 * slots);
         for (int i = 0; i < slots; i++) {
-            ops.swiGlu(slotGate[i], slotGate[i], slotUp[i], slotTokens[i] * slotFfn[i].ffnSize());
+            swiGluElements[i] = slotTokens[i] * slotFfn[i].ffnSize();
+        }
+        // on the pool: with the caller alone, this and the combine below held the other
+        // workers idle for about a twentieth of a 128-token chunk
+        ops.swiGluEach(pool, slotGate, slotGate, slotUp, swiGluElements, slots);
+        for (int i = 0; i < slots; i++) {
             eachMatrix[i] = slotFfn[i].down;
             eachOut[i] = slotDown[i];
             eachIn[i] = slotGate[i];
@@ -172,22 +218,16 @@ final class MoeBlock {
         // shared expert scaled by sigmoid(shared_expert_gate . x), then the experts by ascending id
         for (int t = 0; t < n; t++) {
             float g = VectorOps.dot(w.sharedGate, 0, x, t * hidden, hidden);
-            VectorOps.scaleInPlace(out, t * hidden, hidden, (float) (1.0 / (1.0 + Math.exp(-g))));
+            sharedScale[t] = (float) (1.0 / (1.0 + Math.exp(-g)));
         }
-        for (int slot = 1, e = 0; e < experts; e++) {
-            int m = count[e];
-            if (m == 0) {
-                continue;
-            }
-            float[] expertOut = slotDown[slot++];
-            for (int i = 0; i < m; i++) {
-                int t = tokenOf[e][i];
-                float weight = weightOf[e][i];
-                for (int d = 0; d < hidden; d++) {
-                    out[t * hidden + d] += weight * expertOut[i * hidden + d];
-                }
-            }
+        combine.out = out;
+        combine.n = n;
+        if ((long) n * (topK + 1) * hidden < COMBINE_ON_POOL) {
+            combine.run(0, hidden, 0);
+        } else {
+            pool.parallelFor(hidden, combine);
         }
+        combine.out = null;
         java.util.Arrays.fill(slotFfn, null);
         java.util.Arrays.fill(slotIn, null);
         java.util.Arrays.fill(eachMatrix, null);

@@ -167,6 +167,35 @@ class Qwen2MoeModelTest {
      * holds the same numbers as HF's per-expert tensor, for a 2-byte and a block format.
      */
     @Test
+    void aLongPrefillGivesTheSameBitsOnAnyThreadCount() throws Exception {
+        // 192 tokens: enough that the experts' outputs are combined on the pool (by columns),
+        // as their SwiGLUs are; every element must see the same operations in the same order
+        Path p = write(TestModelGenerator.tinyMoeConfig(), "threads", TestModelGenerator.Format.GGUF);
+        int n = 192;
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) {
+            ids[i] = (7 + 31 * i) % 500;
+        }
+        try (LoadedModel m = LoadedModel.open(p)) {
+            float[] want = null;
+            for (int threads : new int[] {1, 2, 3}) {
+                try (KernelPool own = new KernelPool(threads)) {
+                    Qwen2Model f = m.newForward(own, n);
+                    float[] logits = f.forward(f.newCache(n), ids, 0, n).clone();
+                    if (want == null) {
+                        want = logits;
+                    } else {
+                        for (int v = 0; v < want.length; v++) {
+                            assertEquals(Float.floatToRawIntBits(want[v]), Float.floatToRawIntBits(logits[v]),
+                                    "logit " + v + " with " + threads + " threads");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void mergedGgufExpertsAreTheHfExperts() throws Exception {
         Qwen2MoeConfig c = TestModelGenerator.tinyMoeConfig();
         TestModelGenerator gen = new TestModelGenerator(c, 5);

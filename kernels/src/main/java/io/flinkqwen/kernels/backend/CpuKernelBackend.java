@@ -117,6 +117,11 @@ public final class CpuKernelBackend implements KernelBackend {
     }
 
     @Override
+    public void swiGluEach(KernelPool pool, float[][] outs, float[][] gates, float[][] ups, int[] ns, int count) {
+        SwiGlu.swiGluEach(pool, outs, gates, ups, ns, count);
+    }
+
+    @Override
     public void addInPlace(float[] acc, float[] x, int n) {
         VectorOps.addInPlace(acc, 0, x, 0, n);
     }

@@ -115,6 +115,18 @@ public interface KernelBackend extends AutoCloseable {
     /** {@code out[i] = silu(gate[i]) * up[i]} for {@code i < n}; {@code out} may be {@code gate}. */
     void swiGlu(float[] out, float[] gate, float[] up, int n);
 
+    /**
+     * {@link #swiGlu} of {@code outs[i]}, {@code gates[i]}, {@code ups[i]}, {@code ns[i]}
+     * elements, for {@code i < count}: a MoE layer's experts. The CPU backend spreads the
+     * elements of all of them over {@code pool}; by default they run one after another on the
+     * calling thread.
+     */
+    default void swiGluEach(KernelPool pool, float[][] outs, float[][] gates, float[][] ups, int[] ns, int count) {
+        for (int i = 0; i < count; i++) {
+            swiGlu(outs[i], gates[i], ups[i], ns[i]);
+        }
+    }
+
     /** {@code acc[i] += x[i]} for {@code i < n}. */
     void addInPlace(float[] acc, float[] x, int n);
 

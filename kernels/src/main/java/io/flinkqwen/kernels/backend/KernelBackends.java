@@ -258,6 +258,11 @@ public final class KernelBackends {
         }
 
         @Override
+        public void swiGluEach(KernelPool pool, float[][] outs, float[][] gates, float[][] ups, int[] ns, int count) {
+            on(KernelOp.SWIGLU).swiGluEach(pool, outs, gates, ups, ns, count);
+        }
+
+        @Override
         public void addInPlace(float[] acc, float[] x, int n) {
             on(KernelOp.ADD).addInPlace(acc, x, n);
         }
