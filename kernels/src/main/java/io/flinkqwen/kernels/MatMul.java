@@ -59,13 +59,11 @@ public final class MatMul {
 
     private static final int QK = 32;
     /**
-     * Above this many tokens {@link #gemmRows} runs, else {@link #fewTokenRows}: a GEMM tile of
-     * 2L tokens costs about the same from L + 1 to 2L tokens. A Q8_0 704x1024 expert matrix, one
-     * core: 10 tokens 276-300 us in row pairs against 329 in the GEMM, 12 tokens 298 against
-     * 332, 14 tokens 377 against 335 (since the row pairs' loops are no longer unrolled; before,
-     * 12 tokens ran 25.0 GMAC/s in the GEMM against 18.0 in row pairs, and the bound was L + L/4).
+     * Above this many tokens {@link #gemmRows} runs, else {@link #fewTokenRows}: its tiles of 2L
+     * tokens are mostly padding just above L (a Q8_0 704x1024 expert matrix, per-core CPU time:
+     * 9 tokens 8.9 GMAC/s in the GEMM vs 13.6 in row pairs; 12 tokens 25.0 vs 18.0).
      */
-    static final int GEMM_MIN = L + L / 2;
+    static final int GEMM_MIN = L + L / 4;
 
     /**
      * A GEMM of more than 2L tokens whose last tile would hold at most this many leaves them to
