@@ -205,8 +205,8 @@ final class MoeBlock {
         for (int i = 0; i < slots; i++) {
             swiGluElements[i] = slotTokens[i] * slotFfn[i].ffnSize();
         }
-        // on the pool: with the caller alone, this and the combine below held the other
-        // workers idle for about a twentieth of a 128-token chunk
+        // on the pool: on the calling thread alone, this and the combine below kept the other
+        // workers idle for about 4% of a 128-token chunk (2.2 of 56 ms per layer, A2.7B at half width)
         ops.swiGluEach(pool, slotGate, slotGate, slotUp, swiGluElements, slots);
         for (int i = 0; i < slots; i++) {
             eachMatrix[i] = slotFfn[i].down;
