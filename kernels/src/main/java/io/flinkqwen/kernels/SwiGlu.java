@@ -35,6 +35,9 @@ public final class SwiGlu {
 
     private static final ThreadLocal<EachTask> EACH_TASKS = ThreadLocal.withInitial(EachTask::new);
 
+    /** Below this many elements {@link #swiGluEach} runs on the calling thread. */
+    static final int EACH_ON_POOL = 1 << 15;
+
     /**
      * {@link #swiGlu} of {@code outs[i]}, {@code gates[i]}, {@code ups[i]} over their first
      * {@code ns[i]} elements, for {@code i < count}, the elements of all of them cut into
@@ -52,7 +55,11 @@ public final class SwiGlu {
         EachTask task = EACH_TASKS.get();
         task.set(outs, gates, ups, ns, count);
         try {
-            pool.parallelFor(Math.toIntExact(total), task);
+            if (total < EACH_ON_POOL) {
+                task.run(0, (int) total, 0); // a decode step's experts: less than a hand-off costs
+            } else {
+                pool.parallelFor(Math.toIntExact(total), task);
+            }
         } finally {
             task.set(null, null, null, null, 0);
         }

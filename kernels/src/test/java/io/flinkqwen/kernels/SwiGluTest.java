@@ -7,6 +7,7 @@ package io.flinkqwen.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
 import org.junit.jupiter.api.Test;
@@ -40,7 +41,8 @@ class SwiGluTest {
     @Test
     void swiGluEachCutsTheArraysOverThePoolWithoutChangingABit() {
         Random rnd = new Random(3);
-        int[] ns = {7, 20000, 0, 1, 999};
+        int[] ns = {7, 40000, 0, 1, 999};
+        assertTrue(java.util.Arrays.stream(ns).sum() >= SwiGlu.EACH_ON_POOL, "enough elements for the pool");
         for (int threads : new int[] {1, 2, 3}) {
             float[][] outs = new float[ns.length][];
             float[][] gates = new float[ns.length][];
